@@ -1,0 +1,1 @@
+"""The demo / development TOM that ships with tom_education (``manage.py`` uses its settings)."""

@@ -1,0 +1,39 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name='tom-education',
+    version='2.0.0.dev0',
+    description='Data pipelines for the TOM Toolkit, run on Celery workers',
+    long_description=Path(__file__).with_name('README.rst').read_text(encoding='utf-8'),
+    long_description_content_type='text/x-rst',
+    license='GPL-3.0-or-later',
+    python_requires='>=3.11',
+    packages=find_packages(include=['tom_education', 'tom_education.*']),
+    include_package_data=True,
+    package_data={'tom_education': ['templates/tom_education/*.html', 'templates/tom_education/*/*.html']},
+    install_requires=[
+        'tomtoolkit>=3.1,<3.2',
+        'Django>=5.2,<5.3',
+        'celery[redis]>=5.3,<6',
+        'astropy>=6.0',
+        'numpy',
+    ],
+    extras_require={
+        'test': [
+            'pytest>=8',
+            'pytest-django>=4.8',
+            'psycopg[binary]>=3.1',
+            'ruff',
+            'sphinx>=7',
+        ],
+        'postgres': ['psycopg[binary]>=3.1'],
+    },
+    classifiers=[
+        'Framework :: Django',
+        'Framework :: Django :: 5.2',
+        'Programming Language :: Python :: 3',
+        'Topic :: Scientific/Engineering :: Astronomy',
+    ],
+)

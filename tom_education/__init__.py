@@ -1,0 +1,1 @@
+"""Data pipelines for the TOM Toolkit, run in the background on Celery workers."""

@@ -1,0 +1,45 @@
+"""System checks: configuration mistakes are reported by ``manage.py check``, not by a 500 on a page."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning, register
+
+from tom_education import conf, registry
+
+
+@register('tom_education')
+def check_pipelines(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    if not isinstance(getattr(settings, 'TOM_EDUCATION_PIPELINES', {}), dict):
+        return [Error(
+            'TOM_EDUCATION_PIPELINES must be a dict of {display name: dotted path}.',
+            id='tom_education.E001',
+        )]
+    _, problems = registry.load()
+    return [
+        Error(
+            f'TOM_EDUCATION_PIPELINES entry "{problem.name}" ({problem.path}): {problem.message}.',
+            hint='Fix or remove the entry; until then the pipeline is not offered.',
+            obj=problem.path,
+            id='tom_education.E002',
+        )
+        for problem in problems
+    ]
+
+
+@register('tom_education')
+def check_time_limits(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    if conf.hard_time_limit() <= conf.soft_time_limit():
+        return [Warning(
+            'TOM_EDUCATION_TIME_LIMIT should be larger than TOM_EDUCATION_SOFT_TIME_LIMIT.',
+            hint='The soft limit lets a run fail cleanly; the hard limit then kills runs that ignore it.',
+            id='tom_education.W001',
+        )]
+    if conf.heartbeat_timeout() <= 2 * conf.heartbeat_interval():
+        return [Warning(
+            'TOM_EDUCATION_HEARTBEAT_TIMEOUT should be at least twice TOM_EDUCATION_HEARTBEAT_INTERVAL.',
+            hint='Otherwise a busy but healthy run can be mistaken for a lost one.',
+            id='tom_education.W002',
+        )]
+    return []

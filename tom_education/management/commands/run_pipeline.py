@@ -1,0 +1,105 @@
+"""``manage.py run_pipeline``: start a pipeline from a shell and, by default, follow it to the end."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tom_dataproducts.models import DataProduct
+from tom_targets.models import Target
+
+from tom_education import services
+from tom_education.models import ASYNC_STATUS_CREATED, PipelineProcess
+
+POLL_SECONDS = 0.5
+
+
+def parse_flag(text: str) -> tuple[str, bool]:
+    name, sep, value = text.partition('=')
+    choices = {'true': True, 'false': False, 'yes': True, 'no': False, '1': True, '0': False}
+    if not sep or not name or value.strip().lower() not in choices:
+        raise CommandError(f'--flag {text!r}: write NAME=true or NAME=false')
+    return name.strip(), choices[value.strip().lower()]
+
+
+class Command(BaseCommand):
+    help = 'Run a registered pipeline on a target\'s data products and follow its status and log.'
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument('pipeline', help='name the pipeline is registered under in TOM_EDUCATION_PIPELINES')
+        parser.add_argument('--target', required=True, help='target name (or primary key)')
+        inputs = parser.add_mutually_exclusive_group(required=True)
+        inputs.add_argument('--product', type=int, action='append', dest='products', metavar='ID',
+                            help='data product primary key; repeat for several')
+        inputs.add_argument('--all', action='store_true', help='every data product of the target')
+        parser.add_argument('--flag', action='append', default=[], metavar='NAME=true|false',
+                            help='set a pipeline flag; repeat for several')
+        parser.add_argument('--user', help='start it as this user (their permissions apply); default: no user')
+        parser.add_argument('--no-wait', action='store_true', help='queue it and return at once')
+        parser.add_argument('--json', action='store_true', help='print the final summary as JSON on stdout')
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        user = self._user(options['user'])
+        target = self._target(options['target'])
+        products = (
+            list(DataProduct.objects.filter(target=target).values_list('pk', flat=True))
+            if options['all'] else options['products']
+        )
+        flags = dict(parse_flag(text) for text in options['flag'])
+        # human-readable progress goes to stderr when stdout is reserved for JSON
+        self.progress = self.stderr if options['json'] else self.stdout
+        try:
+            process = services.start_process(
+                user=user, pipeline=options['pipeline'], target=target, input_files=products, flags=flags
+            )
+        except services.ProcessInputError as exc:
+            raise CommandError(exc.message) from None
+        self.progress.write(f'Started {process.identifier} (id {process.pk})')
+        if not options['no_wait']:
+            self._follow(process)
+        process.refresh_from_db()
+        if options['json']:
+            self.stdout.write(json.dumps(services.summary(process), indent=2))
+        if process.is_final and process.state != ASYNC_STATUS_CREATED:
+            self.stderr.write(f'{process.state}: {process.failure_message}')
+            sys.exit(1)
+
+    def _user(self, username: str | None) -> Any:
+        if username is None:
+            return None
+        try:
+            return get_user_model().objects.get(username=username)
+        except get_user_model().DoesNotExist:
+            raise CommandError(f'No user named "{username}".') from None
+
+    def _target(self, name_or_pk: str) -> Target:
+        target = Target.objects.filter(name=name_or_pk).first()
+        if target is None and name_or_pk.isdigit():
+            target = Target.objects.filter(pk=int(name_or_pk)).first()
+        if target is None:
+            target = Target.objects.filter(aliases__name=name_or_pk).first()
+        if target is None:
+            raise CommandError(f'No target named "{name_or_pk}" (or with that primary key).')
+        return target
+
+    def _follow(self, process: PipelineProcess) -> None:
+        cursor, last_status = 0, None
+        while True:
+            process.refresh_from_db(fields=['state', 'status', 'failure_message'])
+            for line in services.log_lines(process, after=cursor):
+                self.progress.write(f'  {line.message}')
+                cursor = line.seq
+            if process.status != last_status:
+                self.progress.write(f'[{process.state}] {process.status}')
+                last_status = process.status
+            if process.is_final:
+                # lines are written before the final state: one more read catches the last of them
+                for line in services.log_lines(process, after=cursor):
+                    self.progress.write(f'  {line.message}')
+                return
+            if services.reap_stale_processes():
+                continue
+            time.sleep(POLL_SECONDS)

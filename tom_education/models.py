@@ -1,0 +1,268 @@
+"""The public API of tom_education (see ``docs/pipelines.rst``) and the tables behind it.
+
+``PipelineProcess`` is the one concrete table: each pipeline a TOM registers is a *proxy* of it,
+so adding a pipeline never needs a migration. The row is the source of truth for a run's state;
+Celery only carries the primary key to a worker.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import shutil
+import tempfile
+from collections import namedtuple
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+from tom_dataproducts.models import DataProduct, DataProductGroup
+
+if TYPE_CHECKING:
+    from tom_education.runner import RunContext
+
+ASYNC_STATUS_PENDING = 'pending'
+ASYNC_STATUS_RUNNING = 'running'
+ASYNC_STATUS_CREATED = 'created'
+ASYNC_STATUS_FAILED = 'failed'
+ASYNC_STATUS_CANCELLED = 'cancelled'
+
+STATE_CHOICES = [
+    (ASYNC_STATUS_PENDING, 'Pending'),
+    (ASYNC_STATUS_RUNNING, 'Running'),
+    (ASYNC_STATUS_CREATED, 'Finished'),
+    (ASYNC_STATUS_FAILED, 'Failed'),
+    (ASYNC_STATUS_CANCELLED, 'Cancelled'),
+]
+ACTIVE_STATES = frozenset({ASYNC_STATUS_PENDING, ASYNC_STATUS_RUNNING})
+FINAL_STATES = frozenset({ASYNC_STATUS_CREATED, ASYNC_STATUS_FAILED, ASYNC_STATUS_CANCELLED})
+
+#: ``source_name`` given to every ReducedDatum a pipeline saves; ``source_location`` holds the process identifier.
+REDUCED_DATUM_SOURCE = 'tom_education'
+
+
+class AsyncError(Exception):
+    """Raised by a pipeline to stop and fail its process; the message is shown to the user as it is."""
+
+
+class PipelineOutput(namedtuple('PipelineOutput', ['path', 'output_type', 'tag'], defaults=[None])):
+    """One file a pipeline wants saved in the TOM, as ``DataProduct`` or ``ReducedDatum``.
+
+    ``tag`` becomes the ``data_product_type`` of a ``DataProduct`` or the ``data_type`` of a
+    ``ReducedDatum``.
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def coerce(cls, item: Any) -> PipelineOutput:
+        """Accept a ``PipelineOutput`` or a plain tuple of 2 or 3 items, as the docs promise."""
+        if isinstance(item, cls):
+            return item
+        if isinstance(item, (tuple, list)) and len(item) in (2, 3):
+            return cls(*item)
+        raise AsyncError(
+            f'do_pipeline() returned {item!r} as an output; each output must be a PipelineOutput '
+            'or a tuple (path, output_type[, tag])'
+        )
+
+
+class ProcessCancelled(Exception):
+    """Raised inside a running pipeline when its user asked to cancel it."""
+
+
+def new_identifier(short_name: str) -> str:
+    """A readable identifier that stays unique for any number of runs started in the same second."""
+    stamp = timezone.now().strftime('%Y%m%d-%H%M%S')
+    return f'{short_name}_{stamp}_{secrets.token_hex(6)}'
+
+
+class PipelineProcess(models.Model):
+    """One run of a pipeline on a target's data products.
+
+    Subclass it (as a proxy) and implement :meth:`do_pipeline` to define a pipeline.
+    """
+
+    #: Prefix of the identifier and of the names of the data products a run creates.
+    short_name = 'pipeline'
+    #: Suffixes input file names must end with; ``None`` accepts any file.
+    allowed_suffixes: list[str] | None = None
+    #: Boolean parameters: ``{'name': {'default': bool, 'long_name': str}}``, passed to ``do_pipeline``.
+    flags: dict[str, dict[str, Any]] | None = None
+    #: Celery queue this pipeline's runs are sent to; ``None`` uses the worker's default queue.
+    queue: str | None = None
+
+    identifier = models.CharField(max_length=150, unique=True)
+    pipeline = models.CharField(max_length=100, db_index=True, help_text='Name the pipeline is registered under')
+    target = models.ForeignKey('tom_targets.BaseTarget', on_delete=models.CASCADE, related_name='pipeline_processes')
+    input_files = models.ManyToManyField(DataProduct, related_name='pipeline_processes')
+    flag_values = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=20, choices=STATE_CHOICES, default=ASYNC_STATUS_PENDING, db_index=True)
+    status = models.CharField(max_length=255, default=ASYNC_STATUS_PENDING)
+    failure_message = models.TextField(blank=True, default='')
+    traceback = models.TextField(blank=True, default='')
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name='+'
+    )
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+    heartbeat = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    worker = models.CharField(max_length=255, blank=True, default='', help_text='host:pid of the worker running it')
+    task_id = models.CharField(max_length=64, blank=True, default='')
+    cancel_requested = models.BooleanField(default=False)
+    group = models.ForeignKey(
+        DataProductGroup, null=True, blank=True, on_delete=models.SET_NULL, related_name='pipeline_processes'
+    )
+
+    class Meta:
+        ordering = ('-created', '-pk')
+        verbose_name_plural = 'pipeline processes'
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._run: RunContext | None = None
+
+    def __str__(self) -> str:
+        return self.identifier
+
+    def get_absolute_url(self) -> str:
+        return reverse('tom_education:process_detail', kwargs={'pk': self.pk})
+
+    # --- the API a pipeline author uses -------------------------------------------------------
+
+    def do_pipeline(self, tmpdir: Path, **flags: bool) -> Any:
+        """Do the work in ``tmpdir`` and return the outputs to save; subclasses must implement it."""
+        raise NotImplementedError(f'{type(self).__name__} must implement do_pipeline(self, tmpdir, **flags)')
+
+    def log(self, msg: Any, level: int = logging.INFO) -> None:
+        """Append a line to the process log.
+
+        On a worker the line is buffered and written within ``TOM_EDUCATION_LOG_FLUSH_INTERVAL``;
+        elsewhere (a shell, a test) it is written at once.
+        """
+        if self._run is not None:
+            self._run.log(str(msg), level)
+        else:
+            PipelineLogLine.append(self, [(str(msg), level)])
+
+    def input_path(self, product: DataProduct) -> Path:
+        """A local file to read ``product`` from, whatever storage the TOM uses.
+
+        ``product.data.path`` works only on local file storage; on other storages (S3, in memory)
+        the file is copied, through Django's storage API, next to the run's temporary directory.
+        """
+        try:
+            return Path(product.data.path)
+        except NotImplementedError:
+            pass
+        staging = self._run.staging_dir if self._run is not None else Path(tempfile.mkdtemp(prefix='tom_education-'))
+        local = staging / f'{product.pk}_{PurePosixPath(product.data.name).name}'
+        if not local.exists():
+            with product.data.open('rb') as source, local.open('wb') as target:
+                shutil.copyfileobj(source, target, length=1024 * 1024)
+        return local
+
+    @contextmanager
+    def update_status(self, status: str) -> Iterator[None]:
+        """Show ``status`` while the body of the ``with`` block runs."""
+        self.status = status
+        self.save()
+        yield
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """While a worker runs this process, ``save()`` stores the status only.
+
+        The engine owns the other fields (state, heartbeat, cancel flag) and writes them from
+        other threads and processes: a pipeline's ``self.save()`` must not overwrite them.
+        """
+        if self._run is not None and not kwargs.get('update_fields'):
+            self._run.on_status_saved(self.status)
+            kwargs['update_fields'] = ['status']
+        super().save(*args, **kwargs)
+
+    # --- helpers for the engine and the pages ------------------------------------------------
+
+    @classmethod
+    def flag_defaults(cls) -> dict[str, bool]:
+        return {name: bool(spec.get('default', False)) for name, spec in (cls.flags or {}).items()}
+
+    @classmethod
+    def accepts_file_name(cls, name: str) -> bool:
+        if not cls.allowed_suffixes:
+            return True
+        lowered = name.lower()
+        return any(lowered.endswith(suffix.lower()) for suffix in cls.allowed_suffixes)
+
+    @classmethod
+    def describe(cls) -> str:
+        """First paragraph of the class docstring, shown next to the pipeline's name."""
+        doc = (cls.__doc__ or '').strip()
+        return doc.split('\n\n', 1)[0].replace('\n', ' ').strip() if doc else ''
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.started is None:
+            return None
+        return (self.finished or timezone.now()) - self.started
+
+    def output_products(self) -> models.QuerySet:
+        if self.group_id is None:
+            return DataProduct.objects.none()
+        return self.group.dataproduct_set.all()
+
+    def output_reduced_data(self) -> dict[str, models.QuerySet]:
+        """The reduced data this run saved, by model name."""
+        from tom_dataproducts.models import PhotometryReducedDatum, ReducedDatum
+
+        lookup = {'source_name': REDUCED_DATUM_SOURCE, 'source_location': self.identifier}
+        return {
+            'ReducedDatum': ReducedDatum.objects.filter(**lookup),
+            'PhotometryReducedDatum': PhotometryReducedDatum.objects.filter(**lookup),
+        }
+
+
+class PipelineLogLine(models.Model):
+    """One line of a process log: appended, never rewritten, read by cursor (``seq``)."""
+
+    process = models.ForeignKey(PipelineProcess, on_delete=models.CASCADE, related_name='log_lines')
+    seq = models.PositiveIntegerField()
+    created = models.DateTimeField(default=timezone.now)
+    level = models.PositiveSmallIntegerField(default=logging.INFO)
+    message = models.TextField()
+
+    class Meta:
+        ordering = ('process', 'seq')
+        constraints = [models.UniqueConstraint(fields=['process', 'seq'], name='tom_education_log_line_seq')]
+
+    def __str__(self) -> str:
+        return self.message
+
+    @classmethod
+    def next_seq(cls, process: PipelineProcess) -> int:
+        last = cls.objects.filter(process=process).aggregate(last=models.Max('seq'))['last']
+        return 1 if last is None else last + 1
+
+    @classmethod
+    def append(cls, process: PipelineProcess, lines: list[tuple[str, int]], first_seq: int | None = None) -> None:
+        """Write ``lines`` (message, level) in one statement, numbered from ``first_seq``."""
+        seq = cls.next_seq(process) if first_seq is None else first_seq
+        now = timezone.now()
+        cls.objects.bulk_create(
+            cls(process_id=process.pk, seq=seq + offset, created=now, level=level, message=message)
+            for offset, (message, level) in enumerate(lines)
+        )

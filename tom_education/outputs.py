@@ -1,0 +1,183 @@
+"""Save what ``do_pipeline()`` returned into the TOM, all or nothing.
+
+Everything is checked before anything is written; rows are created in one transaction and files
+written to storage are deleted again if the transaction does not commit, so a failed save leaves
+neither rows nor orphan files.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.files import File
+from django.db import transaction
+from tom_dataproducts import models as dataproduct_models
+from tom_dataproducts.models import DataProduct, DataProductGroup, PhotometryReducedDatum, ReducedDatum
+
+from tom_education import lightcurve
+from tom_education.models import REDUCED_DATUM_SOURCE, AsyncError, PipelineOutput, PipelineProcess
+
+#: ``data_type`` of a ReducedDatum output saved without a tag.
+DEFAULT_REDUCED_DATUM_TYPE = 'pipeline_output'
+PHOTOMETRY_TAG = 'photometry'
+
+
+@dataclass(frozen=True)
+class CheckedOutput:
+    path: Path
+    name: str
+    model: type
+    tag: str
+
+
+def max_text_bytes() -> int:
+    """Largest file saved as the text of a ReducedDatum (larger files belong in a DataProduct)."""
+    return int(getattr(settings, 'TOM_EDUCATION_MAX_TEXT_OUTPUT_BYTES', 10 * 1024 * 1024))
+
+
+def known_data_product_types() -> set[str]:
+    # tom_base validates against the choices it computed at import; check against the same list
+    return {choice for choice, _ in dataproduct_models.DATA_TYPE_CHOICES}
+
+
+def check_outputs(raw_outputs: Any, tmpdir: Path) -> list[CheckedOutput]:
+    """Validate every output before anything is saved; an ``AsyncError`` names the bad one."""
+    if raw_outputs is None:
+        return []
+    if isinstance(raw_outputs, (str, bytes, Path)) or not hasattr(raw_outputs, '__iter__'):
+        raise AsyncError('do_pipeline() must return a list of PipelineOutput objects (or tuples)')
+    root = tmpdir.resolve()
+    checked = []
+    for raw in raw_outputs:
+        output = PipelineOutput.coerce(raw)
+        path = Path(output.path)
+        if not path.is_absolute():
+            path = tmpdir / path
+        resolved = path.resolve()
+        if not resolved.is_relative_to(root):
+            raise AsyncError(f'Output {output.path} is outside the temporary directory; write outputs under tmpdir')
+        if not resolved.is_file():
+            raise AsyncError(f'Output file {resolved.relative_to(root)} does not exist; was it written?')
+        if output.output_type not in (DataProduct, ReducedDatum):
+            raise AsyncError(
+                f'Output {resolved.name} has output_type {output.output_type!r}; use DataProduct or ReducedDatum'
+            )
+        tag = '' if output.tag is None else str(output.tag)
+        if output.output_type is DataProduct and tag and tag not in known_data_product_types():
+            raise AsyncError(
+                f'Output {resolved.name} has tag "{tag}", which is not a data product type of this TOM: '
+                f'add "{tag}" to DATA_PRODUCT_TYPES in settings.py'
+            )
+        if output.output_type is ReducedDatum and resolved.stat().st_size > max_text_bytes():
+            raise AsyncError(
+                f'Output {resolved.name} is too large to store as a ReducedDatum '
+                f'({resolved.stat().st_size} bytes); return it as a DataProduct instead'
+            )
+        checked.append(CheckedOutput(resolved, str(resolved.relative_to(root)), output.output_type, tag))
+    return checked
+
+
+def save_outputs(
+    process: PipelineProcess,
+    outputs: list[CheckedOutput],
+    log: Callable[[str], None],
+    before_commit: Callable[[], None],
+) -> None:
+    """Store the files, then create every output row in one transaction; ``before_commit`` runs last in it.
+
+    Files are copied before the transaction opens so a large copy never holds the database's
+    write lock; if anything later fails they are deleted again.
+    """
+    products: list[tuple[CheckedOutput, DataProduct]] = []
+    try:
+        for output in outputs:
+            if output.model is DataProduct:
+                products.append((output, _store_file(process, output)))
+        with transaction.atomic():
+            if products:
+                group = DataProductGroup.objects.create(name=f'{process.identifier} outputs')
+                for output, product in products:
+                    product.save()
+                    product.group.add(group)
+                    log(f'Saved {output.name} as data product {product.product_id}')
+                process.group = group
+                PipelineProcess.objects.filter(pk=process.pk).update(group=group)
+            for output in outputs:
+                if output.model is ReducedDatum:
+                    _save_reduced_datum(process, output, log)
+            before_commit()
+    except BaseException:
+        for _, product in products:
+            product.data.storage.delete(product.data.name)
+        raise
+
+
+def _store_file(process: PipelineProcess, output: CheckedOutput) -> DataProduct:
+    """Write the file to storage and return its (still unsaved) DataProduct."""
+    product = DataProduct(
+        target_id=process.target_id,
+        product_id=f'{process.identifier}_{output.name}'[:255],
+        data_product_type=output.tag,
+    )
+    with output.path.open('rb') as handle:
+        # FileField.save streams the file to storage chunk by chunk: never read whole into memory
+        product.data.save(output.path.name, File(handle), save=False)
+    return product
+
+
+def _read_text(output: CheckedOutput) -> str:
+    try:
+        return output.path.read_text(encoding='utf-8')
+    except UnicodeDecodeError as exc:
+        raise AsyncError(
+            f'Output {output.name} is not UTF-8 text (byte {exc.start}); '
+            'return binary files as DataProduct outputs'
+        ) from None
+
+
+def _save_reduced_datum(process: PipelineProcess, output: CheckedOutput, log: Callable[[str], None]) -> None:
+    text = _read_text(output)
+    source = {
+        'target_id': process.target_id, 'source_name': REDUCED_DATUM_SOURCE, 'source_location': process.identifier,
+    }
+    if output.tag == PHOTOMETRY_TAG:
+        try:
+            points, skipped = lightcurve.parse(text)
+        except lightcurve.NotAPhotometryTable as exc:
+            log(f'{output.name} was saved as text, not as a light curve: {exc}')
+        else:
+            _save_photometry(points, source, output, log)
+            for note in skipped:
+                log(f'{output.name}: skipped {note}')
+            return
+    ReducedDatum.objects.create(
+        data_type=output.tag or DEFAULT_REDUCED_DATUM_TYPE,
+        value={'filename': output.name, 'text': text},
+        **source,
+    )
+    log(f'Saved {output.name} as reduced data ({output.tag or DEFAULT_REDUCED_DATUM_TYPE})')
+
+
+def _save_photometry(points: list[lightcurve.PhotometryPoint], source: dict, output: CheckedOutput, log) -> None:
+    rows = [
+        PhotometryReducedDatum(
+            timestamp=point.timestamp,
+            brightness=point.magnitude,
+            brightness_error=point.error,
+            bandpass=point.bandpass,
+            value={'filename': output.name},
+            **source,
+        )
+        for point in points
+    ]
+    # identical points already in the TOM (the same data reduced before) are kept once, as tom_base intends
+    created = PhotometryReducedDatum.objects.bulk_create(rows, ignore_conflicts=True)
+    stored = PhotometryReducedDatum.objects.filter(
+        source_name=REDUCED_DATUM_SOURCE, source_location=source['source_location'], value__filename=output.name
+    ).count()
+    duplicates = len(created) - stored
+    note = f' ({duplicates} identical points were already stored)' if duplicates else ''
+    log(f'Saved {stored} photometry points from {output.name} to the light curve{note}')

@@ -1,0 +1,289 @@
+"""Run one process on a worker: claim the row, call ``do_pipeline()``, save the outputs, record the end.
+
+Whatever happens, the row ends in a final state with a message a user can act on, the last log
+lines are written before that state, and the temporary directory is removed.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from billiard.exceptions import SoftTimeLimitExceeded
+from django.db import connections
+from django.db.models import F
+from django.utils import timezone
+
+from tom_education import conf, registry
+from tom_education.models import (
+    ACTIVE_STATES,
+    ASYNC_STATUS_CANCELLED,
+    ASYNC_STATUS_CREATED,
+    ASYNC_STATUS_FAILED,
+    ASYNC_STATUS_RUNNING,
+    AsyncError,
+    PipelineLogLine,
+    PipelineProcess,
+    ProcessCancelled,
+)
+from tom_education.outputs import check_outputs, save_outputs
+
+logger = logging.getLogger(__name__)
+
+
+def worker_name() -> str:
+    return f'{socket.gethostname()}:{os.getpid()}'
+
+
+def finish(pk: int, state: str, failure_message: str = '', traceback_text: str = '') -> bool:
+    """Move an active process to a final state; False when it had already ended."""
+    return PipelineProcess.objects.filter(pk=pk, state__in=ACTIVE_STATES).update(
+        state=state, status=state, failure_message=failure_message, traceback=traceback_text,
+        finished=timezone.now(),
+    ) > 0
+
+
+def timed_out_message(seconds: int) -> str:
+    return f'The pipeline timed out after {seconds} s; the limit is set by TOM_EDUCATION_SOFT_TIME_LIMIT.'
+
+
+class RunContext:
+    """Worker-side companion of a running process: its log buffer, heartbeat and cancel flag.
+
+    ``log()`` only appends to a list; a monitor thread writes the buffer every
+    ``TOM_EDUCATION_LOG_FLUSH_INTERVAL`` seconds in one statement, beats the heart and watches for
+    a cancel request. Status changes and the end of the run flush at once.
+    """
+
+    def __init__(self, process: PipelineProcess) -> None:
+        self.process = process
+        self.cancel_requested = False
+        self.staging_dir: Path | None = None
+        self._pending: list[tuple[str, int]] = []
+        self._next_seq = PipelineLogLine.next_seq(process)
+        self._write_lock = threading.Lock()
+        self._interrupt_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._pipeline_thread = threading.get_ident()
+        self._in_pipeline = False
+        self._monitor = threading.Thread(target=self._watch, name=f'tom_education-{process.pk}', daemon=True)
+
+    # --- called from the pipeline's thread ------------------------------------------------------
+
+    def log(self, message: str, level: int = logging.INFO) -> None:
+        self._pending.append((message, level))
+        if self.cancel_requested and self._in_pipeline:
+            raise ProcessCancelled()
+
+    def on_status_saved(self, status: str) -> None:
+        self.flush()
+        if self.cancel_requested and self._in_pipeline:
+            raise ProcessCancelled()
+
+    def flush(self) -> None:
+        with self._write_lock:
+            if not self._pending:
+                return
+            # swap the list first: log() may append from the pipeline's thread while we write
+            lines, self._pending = self._pending, []
+            try:
+                PipelineLogLine.append(self.process, lines, first_seq=self._next_seq)
+            except Exception:
+                self._pending[:0] = lines  # keep them for the next flush
+                raise
+            self._next_seq += len(lines)
+
+    def call_pipeline(self, tmpdir: Path, flags: dict[str, bool]):
+        with self._interrupt_lock:
+            self._in_pipeline = True
+        try:
+            return self.process.do_pipeline(tmpdir, **flags)
+        finally:
+            self.leave_pipeline()
+
+    def leave_pipeline(self) -> None:
+        """From here on, cancelling no longer interrupts: the run is finishing on its own."""
+        with self._interrupt_lock:
+            self._in_pipeline = False
+
+    # --- the monitor thread ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._monitor.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._monitor.join()
+        self.flush()
+
+    def _watch(self) -> None:
+        tick = min(conf.log_flush_interval(), conf.heartbeat_interval())
+        next_beat = 0.0
+        try:
+            while not self._stop.wait(tick):
+                try:
+                    next_beat = self._watch_once(next_beat)
+                except Exception:  # noqa: BLE001 - e.g. a locked database: try again at the next tick
+                    logger.exception('tom_education monitor of process %s: tick failed', self.process.pk)
+        finally:
+            connections.close_all()
+
+    def _watch_once(self, next_beat: float) -> float:
+        self.flush()
+        now = time.monotonic()
+        if now >= next_beat:
+            next_beat = now + conf.heartbeat_interval()
+            PipelineProcess.objects.filter(pk=self.process.pk).update(heartbeat=timezone.now())
+        if not self.cancel_requested and PipelineProcess.objects.filter(
+            pk=self.process.pk, cancel_requested=True
+        ).exists():
+            self.cancel_requested = True
+            self._interrupt()
+        return next_beat
+
+    def _interrupt(self) -> None:
+        """Raise ProcessCancelled inside do_pipeline(), even if it never calls log()."""
+        with self._interrupt_lock:
+            if self._in_pipeline:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(self._pipeline_thread), ctypes.py_object(ProcessCancelled)
+                )
+
+
+class _ProcessLogHandler(logging.Handler):
+    """Copies Python ``logging`` records emitted by the pipeline's thread into the process log."""
+
+    def __init__(self, context: RunContext) -> None:
+        super().__init__()
+        self.context = context
+        self.thread = threading.get_ident()
+        self.setFormatter(logging.Formatter('%(levelname)s %(name)s: %(message)s'))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread != self.thread or record.name.startswith(('celery', 'kombu', 'django.db')):
+            return
+        try:
+            self.context._pending.append((self.format(record), record.levelno))
+        except Exception:  # noqa: BLE001 - logging must never break the pipeline
+            self.handleError(record)
+
+
+def claim(pk: int) -> PipelineProcess | None:
+    """Mark the process running on this worker, or None when it must not run here.
+
+    A redelivered message finds the row already running: if the worker that ran it is still
+    alive (its heartbeat is fresh) we leave it alone, otherwise we take over, counting attempts
+    so a pipeline that kills its worker every time is failed instead of looping.
+    """
+    deadline = time.monotonic() + conf.heartbeat_timeout()
+    while True:
+        row = PipelineProcess.objects.filter(pk=pk).values('state', 'attempts', 'heartbeat', 'worker').first()
+        if row is None or row['state'] not in ACTIVE_STATES:
+            return None
+        if row['state'] == ASYNC_STATUS_RUNNING and not _previous_run_is_gone(row) and time.monotonic() < deadline:
+            time.sleep(min(conf.heartbeat_interval(), 1.0))
+            continue
+        if row['attempts'] >= conf.max_attempts():
+            finish(pk, ASYNC_STATUS_FAILED, (
+                f'The worker running this pipeline stopped unexpectedly {row["attempts"]} times '
+                '(killed, or out of memory); it was not started again.'
+            ))
+            return None
+        now = timezone.now()
+        claimed = PipelineProcess.objects.filter(pk=pk, state=row['state'], attempts=row['attempts']).update(
+            state=ASYNC_STATUS_RUNNING, status=ASYNC_STATUS_RUNNING, attempts=F('attempts') + 1,
+            started=now, heartbeat=now, worker=worker_name(),
+        )
+        if claimed:
+            return PipelineProcess.objects.get(pk=pk)
+        # another worker changed the row between our read and write: look again
+
+
+def _previous_run_is_gone(row: dict) -> bool:
+    heartbeat = row['heartbeat']
+    if heartbeat is None or (timezone.now() - heartbeat).total_seconds() > conf.heartbeat_timeout():
+        return True
+    host, _, pid = row['worker'].rpartition(':')
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return int(pid) == os.getpid()
+
+
+def run_process(pk: int) -> None:
+    """Run process ``pk`` to a final state (the body of the Celery task)."""
+    row = claim(pk)
+    if row is None:
+        return
+    try:
+        pipeline_class = registry.get(row.pipeline)
+    except registry.UnknownPipeline as exc:
+        finish(pk, ASYNC_STATUS_FAILED, str(exc))
+        return
+    process = pipeline_class.objects.get(pk=pk)
+    context = RunContext(process)
+    process._run = context
+    handler = _ProcessLogHandler(context)
+    logging.getLogger().addHandler(handler)
+    workdir = Path(tempfile.mkdtemp(prefix=f'tom_education-{process.pk}-'))
+    tmpdir = workdir / 'tmp'
+    tmpdir.mkdir()
+    context.staging_dir = workdir / 'inputs'
+    context.staging_dir.mkdir()
+    context.start()
+    try:
+        _run_and_save(process, context, tmpdir)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        context.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+        process._run = None
+
+
+def _run_and_save(process: PipelineProcess, context: RunContext, tmpdir: Path) -> None:
+    state, message, trace = ASYNC_STATUS_CREATED, '', ''
+    try:
+        flags = {**process.flag_defaults(), **process.flag_values}
+        context.log(f'Started {process.pipeline} on {process.target.name} with {process.input_files.count()} input(s)')
+        raw_outputs = context.call_pipeline(tmpdir, flags)
+        outputs = check_outputs(raw_outputs, tmpdir)
+        context.log(f'Saving {len(outputs)} output(s)')
+
+        def before_commit() -> None:
+            context.log(f'Finished: {len(outputs)} output(s) saved')
+            context.flush()
+            if not finish(process.pk, ASYNC_STATUS_CREATED):
+                raise ProcessCancelled()
+
+        save_outputs(process, outputs, context.log, before_commit)
+        return
+    except AsyncError as exc:
+        state, message = ASYNC_STATUS_FAILED, str(exc) or 'The pipeline failed without a message.'
+    except ProcessCancelled:
+        state, message = ASYNC_STATUS_CANCELLED, 'Cancelled at the user\'s request.'
+    except SoftTimeLimitExceeded:
+        if context.cancel_requested:
+            state, message = ASYNC_STATUS_CANCELLED, 'Cancelled at the user\'s request.'
+        else:
+            state, message = ASYNC_STATUS_FAILED, timed_out_message(conf.soft_time_limit())
+    except Exception as exc:  # noqa: BLE001 - any bug in a pipeline must end as a failed run, not a stuck one
+        state = ASYNC_STATUS_FAILED
+        message = f'The pipeline crashed: {type(exc).__name__}: {exc}'.strip()[:1000]
+        trace = traceback.format_exc()
+    context.leave_pipeline()
+    context.log(message, logging.ERROR if state == ASYNC_STATUS_FAILED else logging.WARNING)
+    context.flush()
+    finish(process.pk, state, message, trace)
+

@@ -1,0 +1,268 @@
+"""What users can do with pipelines: start, follow, cancel, re-run. Pages, the API and the CLI call these.
+
+Every function that takes a ``user`` applies TOM permissions through ``targets_for_user``;
+``user=None`` means a trusted caller such as a management command run by the TOM's administrator.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from pathlib import PurePosixPath
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+from django.utils.module_loading import import_string
+from guardian.shortcuts import get_objects_for_user
+from tom_dataproducts.models import DataProduct
+from tom_targets.models import Target
+from tom_targets.permissions import targets_for_user
+
+from tom_education import conf, registry
+from tom_education.models import (
+    ASYNC_STATUS_CANCELLED,
+    ASYNC_STATUS_FAILED,
+    ASYNC_STATUS_PENDING,
+    ASYNC_STATUS_RUNNING,
+    PipelineLogLine,
+    PipelineProcess,
+    new_identifier,
+)
+from tom_education.runner import finish, timed_out_message
+
+logger = logging.getLogger(__name__)
+
+TASK_NAME = 'tom_education.run_pipeline_process'
+QUEUE_UNAVAILABLE = 'The pipeline queue is unavailable'
+
+
+class ProcessInputError(ValueError):
+    """A request to start a process that cannot be honoured; ``field`` names the input at fault."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+# --- what a user may see ------------------------------------------------------------------------
+
+def visible_targets(user: Any) -> QuerySet:
+    """The targets ``user`` may view (all of them for a trusted caller)."""
+    targets = Target.objects.all()
+    return targets if user is None else targets_for_user(user, targets, 'view_target')
+
+
+def visible_processes(user: Any) -> QuerySet:
+    processes = PipelineProcess.objects.select_related('target', 'created_by')
+    if user is None:
+        return processes
+    return processes.filter(target__in=visible_targets(user).values('pk'))
+
+
+def visible_products(user: Any, target: Target) -> QuerySet:
+    """The target's data products ``user`` may use as inputs."""
+    products = DataProduct.objects.filter(target=target)
+    if user is None or getattr(settings, 'TARGET_PERMISSIONS_ONLY', True) or user.is_superuser:
+        return products
+    return get_objects_for_user(user, 'tom_dataproducts.view_dataproduct', products)
+
+
+def product_file_name(product: DataProduct) -> str:
+    return PurePosixPath(product.data.name).name if product.data else f'(data product {product.pk} has no file)'
+
+
+# --- starting -------------------------------------------------------------------------------------
+
+def resolve_flags(pipeline_class: type[PipelineProcess], flags: Mapping[str, Any] | None) -> dict[str, bool]:
+    """The class defaults overlaid with ``flags``; unknown names and non-boolean values are refused."""
+    values = pipeline_class.flag_defaults()
+    for name, value in (flags or {}).items():
+        if name not in values:
+            known = ', '.join(values) or 'none'
+            raise ProcessInputError(f'Unknown flag "{name}" for this pipeline. Its flags are: {known}.', 'flags')
+        if not isinstance(value, bool):
+            raise ProcessInputError(f'Flag "{name}" must be true or false, not {value!r}.', 'flags')
+        values[name] = value
+    return values
+
+
+def _resolve_target(user: Any, target: Target | int | str) -> Target:
+    pk = target.pk if isinstance(target, Target) else target
+    found = visible_targets(user).filter(pk=pk).first() if str(pk).isdigit() else None
+    if found is None:
+        raise ProcessInputError(f'Target {target} does not exist or you may not view it.', 'target')
+    return found
+
+
+def _resolve_products(
+    user: Any, target: Target, pipeline_class: type[PipelineProcess], products: Iterable[DataProduct | int]
+) -> list[DataProduct]:
+    ids = []
+    for product in products:
+        pk = product.pk if isinstance(product, DataProduct) else product
+        if not str(pk).isdigit():
+            raise ProcessInputError(f'"{pk}" is not a data product id.', 'input_files')
+        ids.append(int(pk))
+    if not ids:
+        raise ProcessInputError('Select at least one data product to run the pipeline on.', 'input_files')
+    found = {product.pk: product for product in DataProduct.objects.filter(pk__in=ids)}
+    usable = set(visible_products(user, target).filter(pk__in=ids).values_list('pk', flat=True))
+    missing = [str(pk) for pk in ids if pk not in found]
+    if missing:
+        raise ProcessInputError(f'Data product(s) {", ".join(missing)} do not exist.', 'input_files')
+    foreign = [product_file_name(found[pk]) for pk in ids if found[pk].target_id != target.pk or pk not in usable]
+    if foreign:
+        raise ProcessInputError(
+            f'Data product(s) {", ".join(foreign)} do not belong to target {target.name}.', 'input_files'
+        )
+    unsuitable = [
+        product_file_name(found[pk]) for pk in ids
+        if not found[pk].data or not pipeline_class.accepts_file_name(found[pk].data.name)
+    ]
+    if unsuitable:
+        allowed = ', '.join(pipeline_class.allowed_suffixes or [])
+        raise ProcessInputError(
+            f'{", ".join(unsuitable)} cannot be used: this pipeline accepts only files ending in {allowed}.',
+            'input_files',
+        )
+    return [found[pk] for pk in dict.fromkeys(ids)]
+
+
+def start_process(
+    *,
+    user: Any,
+    pipeline: str,
+    target: Target | int | str,
+    input_files: Iterable[DataProduct | int],
+    flags: Mapping[str, Any] | None = None,
+) -> PipelineProcess:
+    """Check the request, create the pending process and queue it once the row is committed.
+
+    Raises :class:`ProcessInputError` before anything is stored. If the queue cannot be reached
+    the process is kept, marked failed with a message saying so.
+    """
+    try:
+        pipeline_class = registry.get(pipeline)
+    except registry.UnknownPipeline as exc:
+        raise ProcessInputError(str(exc), 'pipeline') from None
+    resolved_target = _resolve_target(user, target)
+    products = _resolve_products(user, resolved_target, pipeline_class, input_files)
+    flag_values = resolve_flags(pipeline_class, flags)
+    with transaction.atomic():
+        process = pipeline_class.objects.create(
+            identifier=new_identifier(pipeline_class.short_name),
+            pipeline=pipeline,
+            target=resolved_target,
+            flag_values=flag_values,
+            created_by=user if user is not None and user.is_authenticated else None,
+            task_id=str(uuid.uuid4()),
+        )
+        process.input_files.set(products)
+        transaction.on_commit(lambda: enqueue(process))
+    return process
+
+
+def enqueue(process: PipelineProcess) -> bool:
+    """Send the process to the workers; on failure mark it failed (on ``process`` too) and return False."""
+    try:
+        app = import_string(conf.celery_app_path())
+        app.send_task(
+            TASK_NAME,
+            args=[process.pk],
+            task_id=process.task_id,
+            queue=getattr(type(process), 'queue', None) or None,
+            retry=True,
+            retry_policy={'max_retries': 2, 'interval_start': 0.2, 'interval_step': 0.5, 'interval_max': 1},
+        )
+    except Exception as exc:  # noqa: BLE001 - any broker error: the user gets a message, not a 500
+        logger.warning('Could not queue pipeline process %s: %s', process.pk, exc)
+        message = (
+            f'{QUEUE_UNAVAILABLE}: the pipeline was not started because the task queue '
+            f'could not be reached ({type(exc).__name__}). Try again later, or ask the TOM administrator '
+            'to check the Celery broker.'
+        )
+        finish(process.pk, ASYNC_STATUS_FAILED, message)
+        process.refresh_from_db(fields=['state', 'status', 'failure_message', 'finished'])
+        return False
+    return True
+
+
+def rerun_process(*, user: Any, process: PipelineProcess) -> PipelineProcess:
+    """Start the same pipeline again on the same inputs with the same flags."""
+    return start_process(
+        user=user,
+        pipeline=process.pipeline,
+        target=process.target_id,
+        input_files=list(process.input_files.values_list('pk', flat=True)),
+        flags=process.flag_values,
+    )
+
+
+# --- following and stopping -----------------------------------------------------------------
+
+def cancel_process(process: PipelineProcess) -> bool:
+    """Cancel a pending process at once, or ask its worker to stop a running one. False if already ended."""
+    if PipelineProcess.objects.filter(pk=process.pk, state=ASYNC_STATUS_PENDING).update(
+        state=ASYNC_STATUS_CANCELLED, status=ASYNC_STATUS_CANCELLED,
+        failure_message='Cancelled before it started.', finished=timezone.now(),
+    ):
+        return True
+    return PipelineProcess.objects.filter(pk=process.pk, state=ASYNC_STATUS_RUNNING).update(cancel_requested=True) > 0
+
+
+def reap_stale_processes() -> int:
+    """Fail running processes whose worker stopped sending heartbeats: no run stays "running" forever."""
+    now = timezone.now()
+    stale = PipelineProcess.objects.filter(
+        state=ASYNC_STATUS_RUNNING, heartbeat__lt=now - timedelta(seconds=conf.heartbeat_timeout())
+    )
+    reaped = 0
+    for pk, started in stale.values_list('pk', 'started'):
+        if started and (now - started).total_seconds() >= conf.hard_time_limit():
+            message = timed_out_message(conf.hard_time_limit())
+        else:
+            message = (
+                f'The worker running this pipeline stopped responding (no heartbeat for more than '
+                f'{conf.heartbeat_timeout():.0f} s): it was probably killed or ran out of memory. '
+                'Re-run it to try again.'
+            )
+        reaped += finish(pk, ASYNC_STATUS_FAILED, message)
+    return reaped
+
+
+def log_lines(process: PipelineProcess, after: int = 0, limit: int = 1000) -> list[PipelineLogLine]:
+    """Log lines with a sequence number above ``after``: a poll with nothing new is one indexed query."""
+    return list(PipelineLogLine.objects.filter(process=process, seq__gt=after).order_by('seq')[:limit])
+
+
+def summary(process: PipelineProcess) -> dict[str, Any]:
+    """The facts about a process a script needs, as plain JSON-able values."""
+    reduced = process.output_reduced_data()
+    return {
+        'id': process.pk,
+        'identifier': process.identifier,
+        'pipeline': process.pipeline,
+        'target': {'id': process.target_id, 'name': process.target.name},
+        'state': process.state,
+        'status': process.status,
+        'failure_message': process.failure_message,
+        'flags': process.flag_values,
+        'input_files': list(process.input_files.values_list('pk', flat=True)),
+        'created': process.created.isoformat(),
+        'started': process.started.isoformat() if process.started else None,
+        'finished': process.finished.isoformat() if process.finished else None,
+        'group': process.group_id,
+        'outputs': {
+            'data_products': [
+                {'id': product.pk, 'product_id': product.product_id, 'file': product.data.name,
+                 'data_product_type': product.data_product_type}
+                for product in process.output_products()
+            ],
+            'reduced_data': {name: queryset.count() for name, queryset in reduced.items()},
+        },
+    }
