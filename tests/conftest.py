@@ -1,0 +1,138 @@
+"""Fixtures: real Celery worker processes on a real Redis broker, sharing the test database."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
+from tom_dataproducts.models import DataProduct
+from tom_targets.models import Target
+
+from tom_education.models import PipelineProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+QUEUE = os.environ['TOM_EDUCATION_TEST_QUEUE']
+
+
+@pytest.fixture(scope='session', autouse=True)
+def redis_broker() -> None:
+    """The suite runs on a real Redis: its absence is an error of the set-up, not a reason to skip."""
+    try:
+        redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        pytest.exit(f'Redis is not reachable at {settings.CELERY_BROKER_URL} ({exc}); run scripts/test', 2)
+
+
+class Worker:
+    """A ``celery -A tom_education worker`` process in its own process group."""
+
+    def __init__(self, name: str, queues: str, extra_env: dict[str, str] | None = None, concurrency: int = 2):
+        self.log_path = Path(os.environ['TOM_EDUCATION_VAR_DIR']) / f'worker-{name}.log'
+        env = {
+            **os.environ,
+            'DJANGO_SETTINGS_MODULE': 'tests.settings',
+            'TOM_EDUCATION_TEST_WORKER': '1',
+            'PYTHONPATH': str(ROOT),
+            **(extra_env or {}),
+        }
+        command = [
+            sys.executable, '-m', 'celery', '-A', 'tom_education', 'worker', '-l', 'info', '-P', 'prefork',
+            '-c', str(concurrency), '-Q', queues, '-n', f'{name}-{QUEUE}@%h',
+            '--without-gossip', '--without-mingle', '--without-heartbeat',
+        ]
+        self.log_file = self.log_path.open('wb')
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if b' ready.' in self.log_path.read_bytes():
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f'the Celery worker did not start:\n{self.log_path.read_text()[-3000:]}')
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors='replace')
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+        self.log_file.close()
+
+
+@pytest.fixture(scope='session')
+def worker(django_db_setup, django_db_blocker) -> Iterator[Worker]:
+    """The suite's main worker; started once, after the test database exists."""
+    started = Worker('main', QUEUE)
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope='session')
+def slow_worker(django_db_setup, django_db_blocker) -> Iterator[Worker]:
+    """A worker with short time limits, serving only the queue of the ``Slow`` pipeline."""
+    started = Worker('slow', f'{QUEUE}_slow', {'TOM_EDUCATION_SOFT_TIME_LIMIT': '2', 'TOM_EDUCATION_TIME_LIMIT': '5'})
+    yield started
+    started.stop()
+
+
+def wait_for(process: PipelineProcess, condition: Callable[[PipelineProcess], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        process.refresh_from_db()
+        if condition(process):
+            return
+        time.sleep(0.1)
+    lines = '\n'.join(process.log_lines.values_list('message', flat=True))
+    raise AssertionError(f'process {process.identifier} stuck in {process.state} ({process.status}); log:\n{lines}')
+
+
+def wait_final(process: PipelineProcess, timeout: float = 60) -> PipelineProcess:
+    wait_for(process, lambda current: current.is_final, timeout)
+    return process
+
+
+@pytest.fixture
+def user(db):
+    return get_user_model().objects.create_user('owner', password='owner-password')
+
+
+@pytest.fixture
+def other_user(db):
+    return get_user_model().objects.create_user('other', password='other-password')
+
+
+@pytest.fixture
+def target(db) -> Target:
+    return Target.objects.create(
+        name='M31 test', type=Target.SIDEREAL, ra=10.6847, dec=41.2687, permissions=Target.Permissions.PUBLIC
+    )
+
+
+def make_product(target: Target, name: str, content: bytes | str = b'SIMPLE  =                    T') -> DataProduct:
+    product = DataProduct(target=target, product_id=f'{target.pk}-{name}-{time.monotonic_ns()}')
+    product.data.save(name, ContentFile(content.encode() if isinstance(content, str) else content), save=False)
+    product.save()
+    return product
+
+
+def script_product(target: Target, script: dict, name: str = 'script.json') -> DataProduct:
+    """An input for the ``Scripted`` test pipeline: the JSON says what the run does."""
+    return make_product(target, name, json.dumps(script))

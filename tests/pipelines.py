@@ -1,0 +1,101 @@
+"""Pipelines the tests drive: each run does what the JSON in its first input file asks for.
+
+One registered class covers every engine behaviour under test (crashes, bad outputs, a killed
+worker, Python logging, long runs) without registering dozens of classes.
+"""
+import json
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+from tom_dataproducts.models import DataProduct, ReducedDatum
+
+from tom_education.models import AsyncError, PipelineOutput, PipelineProcess
+
+OUTPUT_TYPES = {'DataProduct': DataProduct, 'ReducedDatum': ReducedDatum}
+
+
+class Scripted(PipelineProcess):
+    short_name = 'scripted'
+    allowed_suffixes = ['.json']
+    flags = {'shout': {'default': False, 'long_name': 'Log in capitals'}}
+
+    class Meta:
+        proxy = True
+        app_label = 'tests'
+
+    def do_pipeline(self, tmpdir, **flags):
+        script = json.loads(self.input_path(self.input_files.order_by('pk').first()).read_text())
+        self.log(f'tmpdir={tmpdir}')
+        if flags['shout']:
+            self.log('SHOUTING')
+        for step in script.get('steps', []):
+            self.run_step(step, tmpdir)
+        return [self.make_output(tmpdir, spec) for spec in script.get('outputs', [])]
+
+    def run_step(self, step, tmpdir):
+        action = step['action']
+        if action == 'log':
+            for number in range(step.get('count', 1)):
+                self.log(f'{step.get("text", "line")} {number}')
+        elif action == 'logging':
+            logging.getLogger('some.library').warning('library says %s', step['text'])
+        elif action == 'status':
+            with self.update_status(step['text']):
+                time.sleep(step.get('seconds', 0))
+        elif action == 'sleep':
+            deadline = time.monotonic() + step['seconds']
+            while time.monotonic() < deadline:
+                time.sleep(0.05)
+                if step.get('log'):
+                    self.log('still working')
+        elif action == 'wait_for_file':
+            while not Path(step['path']).exists():
+                time.sleep(0.05)
+        elif action == 'crash':
+            return 1 / 0
+        elif action == 'fail':
+            raise AsyncError(step['text'])
+        elif action == 'kill_worker':
+            marker = Path(step['marker'])
+            if step.get('always') or not marker.exists():
+                marker.write_text('killed once')
+                os.kill(os.getpid(), signal.SIGKILL)
+        else:
+            raise ValueError(f'unknown test step {action}')
+
+    def make_output(self, tmpdir, spec):
+        path = Path(spec['path']) if spec.get('absolute') else tmpdir / spec['name']
+        if 'content' in spec:
+            path.write_text(spec['content'])
+        if 'bytes' in spec:
+            path.write_bytes(bytes.fromhex(spec['bytes']))
+        output_type = OUTPUT_TYPES[spec['type']]
+        if spec.get('as_tuple'):
+            return (path, output_type) if spec.get('tag') is None else (path, output_type, spec['tag'])
+        return PipelineOutput(path, output_type, spec.get('tag'))
+
+
+class Slow(PipelineProcess):
+    """Sleeps for a minute: runs on the short-time-limit worker of the timeout tests."""
+
+    short_name = 'slow'
+    queue = f'{os.environ.get("TOM_EDUCATION_TEST_QUEUE", "tests")}_slow'
+    flags = {'ignore_soft_limit': {'default': False, 'long_name': 'Keep going after the soft time limit'}}
+
+    class Meta:
+        proxy = True
+        app_label = 'tests'
+
+    def do_pipeline(self, tmpdir, **flags):
+        self.log(f'tmpdir={tmpdir}')
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                time.sleep(0.1)
+            except BaseException:
+                if not flags['ignore_soft_limit']:
+                    raise
+        return []

@@ -1,0 +1,97 @@
+"""start_process: everything is checked before a row exists; a dead queue fails the row, never a 500."""
+import pytest
+from django.test import override_settings
+from guardian.shortcuts import assign_perm
+from tom_targets.models import Target
+
+from tests.conftest import make_product
+from tom_education import services
+from tom_education.models import ASYNC_STATUS_FAILED, ASYNC_STATUS_PENDING, PipelineProcess, new_identifier
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def private_target(db, user):
+    target = Target.objects.create(
+        name='Private one', type=Target.SIDEREAL, ra=1, dec=2, permissions=Target.Permissions.PRIVATE
+    )
+    assign_perm('tom_targets.view_target', user, target)
+    return target
+
+
+def start(**overrides):
+    return services.start_process(**{'flags': None, **overrides})
+
+
+@pytest.mark.parametrize(('field', 'change', 'message'), [
+    ('pipeline', {'pipeline': 'Nope'}, 'Unknown pipeline "Nope". Registered pipelines: '),
+    ('input_files', {'input_files': []}, 'Select at least one data product'),
+    ('input_files', {'input_files': [999999]}, 'Data product(s) 999999 do not exist'),
+    ('flags', {'flags': {'loud': True}}, 'Unknown flag "loud" for this pipeline. Its flags are: shout.'),
+    ('flags', {'flags': {'shout': 'yes'}}, "Flag \"shout\" must be true or false, not 'yes'."),
+])
+def test_bad_requests_name_the_problem_and_store_nothing(target, user, field, change, message):
+    product = make_product(target, 'run.json', '{}')
+    request = {'user': user, 'pipeline': 'Scripted', 'target': target, 'input_files': [product], **change}
+    with pytest.raises(services.ProcessInputError) as caught:
+        start(**request)
+    assert caught.value.field == field
+    assert message in caught.value.message
+    assert not PipelineProcess.objects.exists()
+
+
+def test_product_of_another_target_is_refused_by_name(target, user):
+    elsewhere = Target.objects.create(name='Elsewhere', type=Target.SIDEREAL, ra=0, dec=0,
+                                      permissions=Target.Permissions.PUBLIC)
+    foreign = make_product(elsewhere, 'foreign.json', '{}')
+    with pytest.raises(services.ProcessInputError, match='foreign.json do not belong to target M31 test'):
+        start(user=user, pipeline='Scripted', target=target, input_files=[foreign])
+
+
+def test_wrong_suffix_is_refused_with_allowed_suffixes(target, user):
+    image = make_product(target, 'image.fits')
+    with pytest.raises(services.ProcessInputError, match=r'image\.fits cannot be used: .* ending in \.json'):
+        start(user=user, pipeline='Scripted', target=target, input_files=[image])
+
+
+def test_private_target_needs_view_permission(private_target, user, other_user):
+    product = make_product(private_target, 'run.json', '{}')
+    with pytest.raises(services.ProcessInputError, match='does not exist or you may not view it') as caught:
+        start(user=other_user, pipeline='Scripted', target=private_target, input_files=[product])
+    assert caught.value.field == 'target'
+    process = start(user=user, pipeline='Scripted', target=private_target, input_files=[product])
+    assert process.created_by == user
+    assert list(services.visible_processes(other_user)) == []
+    assert list(services.visible_processes(user)) == [process]
+
+
+def test_flags_defaults_are_filled_in(target, user):
+    process = start(user=user, pipeline='Scripted', target=target, input_files=[make_product(target, 'a.json', '{}')])
+    assert process.flag_values == {'shout': False}
+    assert process.state == ASYNC_STATUS_PENDING
+    assert process.task_id
+
+
+def test_identifiers_stay_unique_within_one_second():
+    identifiers = {new_identifier('example') for _ in range(5000)}
+    assert len(identifiers) == 5000
+
+
+def test_many_runs_in_the_same_second_get_distinct_rows(target, user):
+    product = make_product(target, 'a.json', '{}')
+    processes = [
+        start(user=user, pipeline='Scripted', target=target, input_files=[product]) for _ in range(30)
+    ]
+    assert len({process.identifier for process in processes}) == 30
+
+
+@override_settings(TOM_EDUCATION_CELERY_APP='tests.unreachable_broker.app')
+def test_unreachable_queue_fails_the_row_with_a_message(target, user):
+    product = make_product(target, 'a.json', '{}')
+    process = start(user=user, pipeline='Scripted', target=target, input_files=[product])
+    assert process.state == ASYNC_STATUS_FAILED
+    assert process.failure_message.startswith(services.QUEUE_UNAVAILABLE)
+    stored = PipelineProcess.objects.get(pk=process.pk)
+    assert stored.state == ASYNC_STATUS_FAILED
+    assert list(stored.input_files.all()) == [product]

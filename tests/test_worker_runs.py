@@ -1,0 +1,204 @@
+"""Runs on a real worker process: states, failures, outputs, logging, cancel, lost workers, time limits."""
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from tom_dataproducts.models import DataProduct, PhotometryReducedDatum, ReducedDatum
+
+from tests.conftest import make_product, script_product, wait_final, wait_for
+from tom_education import services
+from tom_education.models import (
+    ASYNC_STATUS_CANCELLED,
+    ASYNC_STATUS_CREATED,
+    ASYNC_STATUS_FAILED,
+    ASYNC_STATUS_RUNNING,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run(target, user, script, flags=None, pipeline='Scripted'):
+    return services.start_process(
+        user=user, pipeline=pipeline, target=target, input_files=[script_product(target, script)], flags=flags
+    )
+
+
+def logged(process):
+    return list(process.log_lines.order_by('seq').values_list('message', flat=True))
+
+
+def tmpdir_of(process) -> Path:
+    return Path(next(line for line in logged(process) if line.startswith('tmpdir='))[len('tmpdir='):])
+
+
+def media_files() -> set[str]:
+    root = Path(settings.MEDIA_ROOT)
+    return {str(path.relative_to(root)) for path in root.rglob('*') if path.is_file()}
+
+
+def test_states_and_times_from_pending_to_created(worker, target, user, tmp_path):
+    go = tmp_path / 'go'
+    process = run(target, user, {'steps': [{'action': 'wait_for_file', 'path': str(go)}]}, flags={'shout': True})
+    assert process.state == 'pending' and process.started is None
+    wait_for(process, lambda current: current.state == ASYNC_STATUS_RUNNING)
+    assert process.started is not None and process.finished is None and process.heartbeat is not None
+    go.touch()
+    wait_final(process)
+    assert (process.state, process.status) == (ASYNC_STATUS_CREATED, ASYNC_STATUS_CREATED)
+    assert process.created <= process.started <= process.finished
+    assert 'SHOUTING' in logged(process)
+    assert not tmpdir_of(process).exists()
+
+
+def test_crash_fails_with_a_short_message_and_keeps_the_traceback(worker, target, user):
+    process = wait_final(run(target, user, {'steps': [{'action': 'crash'}]}))
+    assert process.state == ASYNC_STATUS_FAILED
+    assert process.failure_message == 'The pipeline crashed: ZeroDivisionError: division by zero'
+    assert 'Traceback (most recent call last)' in process.traceback and '1 / 0' in process.traceback
+    assert logged(process)[-1] == process.failure_message
+    assert not tmpdir_of(process).exists()
+
+
+def test_python_logging_from_libraries_lands_in_the_log(worker, target, user):
+    process = wait_final(run(target, user, {'steps': [{'action': 'logging', 'text': 'hello'}]}))
+    assert 'WARNING some.library: library says hello' in logged(process)
+
+
+def test_many_log_lines_arrive_complete_and_in_order(worker, target, user):
+    process = wait_final(run(target, user, {'steps': [{'action': 'log', 'count': 3000, 'text': 'n'}]}))
+    assert process.state == ASYNC_STATUS_CREATED
+    seqs = list(process.log_lines.order_by('seq').values_list('seq', flat=True))
+    assert seqs == list(range(1, len(seqs) + 1))
+    lines = [line for line in logged(process) if line.startswith('n ')]
+    assert lines == [f'n {number}' for number in range(3000)]
+
+
+def test_log_lines_are_visible_while_the_pipeline_still_runs(worker, target, user, tmp_path):
+    go = tmp_path / 'go'
+    process = run(target, user, {'steps': [
+        {'action': 'log', 'text': 'early'}, {'action': 'wait_for_file', 'path': str(go)},
+    ]})
+    wait_for(process, lambda current: current.log_lines.filter(message='early 0').exists(), timeout=30)
+    assert process.state == ASYNC_STATUS_RUNNING
+    go.touch()
+    wait_final(process)
+
+
+def test_outputs_of_every_accepted_form_are_saved(worker, target, user):
+    process = wait_final(run(target, user, {'outputs': [
+        {'name': 'plain.txt', 'content': 'text 1', 'type': 'ReducedDatum', 'as_tuple': True},
+        {'name': 'tagged.csv', 'content': 'a,b', 'type': 'ReducedDatum', 'tag': 'csv_table', 'as_tuple': True},
+        {'name': 'image.png', 'content': 'png', 'type': 'DataProduct', 'tag': 'image_file'},
+    ]}))
+    assert process.state == ASYNC_STATUS_CREATED, process.failure_message
+    data = {datum.data_type: datum.value for datum in ReducedDatum.objects.filter(source_location=process.identifier)}
+    assert data == {'pipeline_output': {'filename': 'plain.txt', 'text': 'text 1'},
+                    'csv_table': {'filename': 'tagged.csv', 'text': 'a,b'}}
+    (image,) = process.output_products()
+    assert image.data_product_type == 'image_file'
+    assert image.product_id == f'{process.identifier}_image.png'
+
+
+@pytest.mark.parametrize(('outputs', 'message'), [
+    ([{'name': 'x.dat', 'content': 'x', 'type': 'DataProduct', 'tag': 'no_such_type'}],
+     'Output x.dat has tag "no_such_type", which is not a data product type of this TOM: '
+     'add "no_such_type" to DATA_PRODUCT_TYPES in settings.py'),
+    ([{'name': 'outside.txt', 'absolute': True, 'path': '/etc/hostname', 'type': 'DataProduct'}],
+     'Output /etc/hostname is outside the temporary directory; write outputs under tmpdir'),
+    ([{'name': 'never-written.txt', 'type': 'DataProduct'}],
+     'Output file never-written.txt does not exist; was it written?'),
+    ([{'name': 'latin1.txt', 'bytes': 'e9e8', 'type': 'ReducedDatum'}],
+     'Output latin1.txt is not UTF-8 text (byte 0); return binary files as DataProduct outputs'),
+])
+def test_bad_outputs_fail_the_run_and_save_nothing(worker, target, user, outputs, message):
+    good = {'name': 'good.png', 'content': 'png', 'type': 'DataProduct'}
+    before = media_files()
+    process = wait_final(run(target, user, {'outputs': [good, *outputs]}))
+    assert process.state == ASYNC_STATUS_FAILED
+    assert process.failure_message == message
+    assert process.group is None
+    assert not DataProduct.objects.filter(product_id__startswith=process.identifier).exists()
+    assert not ReducedDatum.objects.filter(source_location=process.identifier).exists()
+    # the script input is the only new file: no orphan output files
+    assert len(media_files() - before) == 1
+
+
+def test_photometry_table_becomes_a_light_curve(worker, target, user):
+    table = 'mjd,mag,mag_err,filter\n60000.5,15.1,0.02,V\n60001.5,15.3,0.03,V\n60002.5,,0.1,V\n'
+    output = {'name': 'lc.csv', 'content': table, 'type': 'ReducedDatum', 'tag': 'photometry'}
+    process = wait_final(run(target, user, {'outputs': [output]}))
+    assert process.state == ASYNC_STATUS_CREATED, process.failure_message
+    points = PhotometryReducedDatum.objects.filter(target=target).order_by('timestamp')
+    assert [(point.brightness, point.brightness_error, point.bandpass) for point in points] == [
+        (15.1, 0.02, 'V'), (15.3, 0.03, 'V')
+    ]
+    assert points[0].timestamp.isoformat() == '2023-02-25T12:00:00+00:00'
+    assert any('skipped row 4' in line for line in logged(process))
+    # running it again does not double the light curve
+    again = wait_final(run(target, user, {'outputs': [output]}))
+    assert again.state == ASYNC_STATUS_CREATED
+    assert PhotometryReducedDatum.objects.filter(target=target).count() == 2
+
+
+def test_cancel_running_pipeline_that_never_logs(worker, target, user):
+    process = run(target, user, {'steps': [{'action': 'sleep', 'seconds': 60}]})
+    wait_for(process, lambda current: current.state == ASYNC_STATUS_RUNNING)
+    assert services.cancel_process(process)
+    wait_final(process, timeout=20)
+    assert process.state == ASYNC_STATUS_CANCELLED
+    assert process.finished is not None
+
+
+def test_cancel_pending_process_never_runs(target, user):
+    process = run(target, user, {})
+    assert services.cancel_process(process)
+    process.refresh_from_db()
+    assert process.state == ASYNC_STATUS_CANCELLED
+    assert not services.cancel_process(process)
+
+
+def test_killed_worker_process_is_redelivered_and_completes(worker, target, user, tmp_path):
+    marker = tmp_path / 'killed'
+    process = wait_final(run(target, user, {'steps': [{'action': 'kill_worker', 'marker': str(marker)}]}), 90)
+    assert marker.exists()
+    assert process.state == ASYNC_STATUS_CREATED, process.failure_message
+    assert process.attempts == 2
+
+
+def test_pipeline_killing_every_worker_fails_after_the_cap(worker, target, user, tmp_path):
+    script = {'steps': [{'action': 'kill_worker', 'marker': str(tmp_path / 'k'), 'always': True}]}
+    process = wait_final(run(target, user, script), 120)
+    assert process.state == ASYNC_STATUS_FAILED
+    assert process.failure_message.startswith('The worker running this pipeline stopped unexpectedly 2 times')
+
+
+def test_soft_time_limit_fails_with_timed_out(slow_worker, target, user):
+    process = services.start_process(user=user, pipeline='Slow', target=target,
+                                     input_files=[make_product(target, 'a.fits')])
+    wait_final(process, timeout=60)
+    assert process.state == ASYNC_STATUS_FAILED
+    assert process.failure_message.startswith('The pipeline timed out after 2 s')
+    assert not tmpdir_of(process).exists()
+
+
+def test_hard_time_limit_kills_and_fails_with_timed_out(slow_worker, target, user):
+    process = services.start_process(user=user, pipeline='Slow', target=target,
+                                     input_files=[make_product(target, 'a.fits')], flags={'ignore_soft_limit': True})
+    wait_final(process, timeout=60)
+    assert process.state == ASYNC_STATUS_FAILED
+    assert process.failure_message.startswith('The pipeline timed out after 5 s')
+
+
+def test_reaper_fails_runs_whose_heartbeat_stopped(target, user):
+    process = run(target, user, {})
+    stale = time.time() - 3600
+    from datetime import UTC, datetime
+    type(process).objects.filter(pk=process.pk).update(
+        state=ASYNC_STATUS_RUNNING, heartbeat=datetime.fromtimestamp(stale, UTC),
+        started=datetime.fromtimestamp(stale, UTC),
+    )
+    assert services.reap_stale_processes() == 1
+    process.refresh_from_db()
+    assert process.state == ASYNC_STATUS_FAILED
+    assert 'stopped responding' in process.failure_message or 'timed out' in process.failure_message
