@@ -155,13 +155,16 @@ class PipelineProcess(models.Model):
     def input_path(self, product: DataProduct) -> Path:
         """A local file to read ``product`` from, whatever storage the TOM uses.
 
-        ``product.data.path`` works only on local file storage; on other storages (S3, in memory)
+        ``product.data.path`` works only on local file storage; from other storages (S3, in memory)
         the file is copied, through Django's storage API, next to the run's temporary directory.
         """
         try:
-            return Path(product.data.path)
+            local = Path(product.data.path)
         except NotImplementedError:
-            pass
+            local = None
+        # some storages (InMemoryStorage) answer path() with a file that does not exist on disk
+        if local is not None and local.is_file():
+            return local
         staging = self._run.staging_dir if self._run is not None else Path(tempfile.mkdtemp(prefix='tom_education-'))
         local = staging / f'{product.pk}_{PurePosixPath(product.data.name).name}'
         if not local.exists():

@@ -66,6 +66,7 @@ class RunContext:
         self.process = process
         self.cancel_requested = False
         self.staging_dir: Path | None = None
+        self._last_status = process.status
         self._pending: list[tuple[str, int]] = []
         self._next_seq = PipelineLogLine.next_seq(process)
         self._write_lock = threading.Lock()
@@ -83,6 +84,10 @@ class RunContext:
             raise ProcessCancelled()
 
     def on_status_saved(self, status: str) -> None:
+        """Record the change in the log too, so the history of statuses stays readable afterwards."""
+        if status != self._last_status:
+            self._last_status = status
+            self._pending.append((f'Status: {status}', logging.INFO))
         self.flush()
         if self.cancel_requested and self._in_pipeline:
             raise ProcessCancelled()

@@ -1,0 +1,73 @@
+"""The runner called in the test process: storages other than local files, and what log() costs."""
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+from tom_dataproducts.models import DataProduct
+
+from tests.conftest import script_product
+from tom_education import runner, services
+from tom_education.models import ASYNC_STATUS_CREATED, PipelineLogLine
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+IN_MEMORY = {
+    'default': {'BACKEND': 'django.core.files.storage.InMemoryStorage'},
+    'staticfiles': {'BACKEND': 'django.contrib.staticfiles.storage.StaticFilesStorage'},
+}
+
+
+def start_without_worker(target, user, script):
+    # queue into a broker nobody listens to: the test runs the process itself
+    with override_settings(TOM_EDUCATION_CELERY_APP='tests.unused_queue.app'):
+        return services.start_process(
+            user=user, pipeline='Scripted', target=target, input_files=[script_product(target, script)]
+        )
+
+
+@override_settings(STORAGES=IN_MEMORY)
+def test_inputs_and_outputs_go_through_the_storage_api(target, user):
+    process = start_without_worker(target, user, {
+        'steps': [{'action': 'log', 'text': 'read through storage'}],
+        'outputs': [{'name': 'result.png', 'content': 'png bytes', 'type': 'DataProduct'}],
+    })
+    # this storage keeps files in memory: nothing exists at the path it reports
+    assert not Path(process.input_files.get().data.path).exists()
+    runner.run_process(process.pk)
+    process.refresh_from_db()
+    assert process.state == ASYNC_STATUS_CREATED, process.failure_message
+    (output,) = process.output_products()
+    assert output.data.read() == b'png bytes'
+    assert process.log_lines.filter(message='read through storage 0').exists()
+
+
+def test_log_lines_are_written_in_batches_not_one_query_per_line(target, user):
+    lines = 5000
+    process = start_without_worker(target, user, {'steps': [{'action': 'log', 'count': lines, 'text': 'x'}]})
+    with CaptureQueriesContext(connection) as queries:
+        runner.run_process(process.pk)
+    log_inserts = [query for query in queries if 'INSERT INTO "tom_education_pipelinelogline"' in query['sql']]
+    assert PipelineLogLine.objects.filter(process=process, message__startswith='x ').count() == lines
+    # the pipeline's thread wrote its lines in multi-row statements (SQLite caps one at ~200 rows);
+    # the monitor thread's periodic flushes run on its own connection and are not counted here
+    assert len(log_inserts) <= lines // 100
+    assert len(queries) - len(log_inserts) < 60
+
+
+def test_log_outside_a_worker_writes_at_once(target, user):
+    process = start_without_worker(target, user, {})
+    process.log('from a shell')
+    process.log('second')
+    assert list(process.log_lines.values_list('seq', 'message')) == [(1, 'from a shell'), (2, 'second')]
+
+
+def test_reduced_datum_and_products_reference_the_target(target, user):
+    process = start_without_worker(target, user, {
+        'outputs': [{'name': 'plot.png', 'content': 'p', 'type': 'DataProduct'}],
+    })
+    runner.run_process(process.pk)
+    product = DataProduct.objects.get(product_id=f'{process.identifier}_plot.png')
+    assert product.target == target
+    assert process.pk in product.group.values_list('pipeline_processes', flat=True)

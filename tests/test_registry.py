@@ -1,0 +1,45 @@
+"""Registry problems are reported by manage.py check, naming the entry, and never break the rest."""
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import override_settings
+
+from tom_education import registry
+
+GOOD = {'Example': 'tests.spec_pipelines.ExamplePipelineProcess'}
+
+
+@pytest.mark.parametrize(('path', 'message'), [
+    ('tests.nowhere.Pipeline', "it could not be imported: ModuleNotFoundError: No module named 'tests.nowhere'"),
+    ('tests.bad_pipelines.NotAPipeline', 'it is not a subclass of tom_education.models.PipelineProcess'),
+    ('tests.bad_pipelines.SpaceInFlag', "flag name 'has space' must be a non-empty string without whitespace"),
+    ('tests.bad_pipelines.NonBoolDefault', 'flag \'verbose\' needs a boolean "default" (True or False)'),
+    ('tests.bad_pipelines.FlagsNotDict', 'flags must be a dict mapping flag names'),
+    ('tests.bad_pipelines.Concrete', 'it is not a proxy model'),
+    ('tests.bad_pipelines.SuffixString', 'allowed_suffixes must be a list of strings'),
+])
+def test_check_names_the_bad_entry(path, message):
+    with override_settings(TOM_EDUCATION_PIPELINES={**GOOD, 'Broken one': path}):
+        with pytest.raises(SystemCheckError) as caught:
+            call_command('check')
+        assert f'TOM_EDUCATION_PIPELINES entry "Broken one" ({path}): {message}' in str(caught.value)
+        # the good entry stays usable
+        assert list(registry.pipelines()) == ['Example']
+        with pytest.raises(registry.UnknownPipeline, match='Pipeline "Broken one" is misconfigured'):
+            registry.get('Broken one')
+
+
+def test_setting_that_is_not_a_dict_is_reported():
+    with override_settings(TOM_EDUCATION_PIPELINES=['tests.spec_pipelines.FlagDemo']):
+        with pytest.raises(SystemCheckError, match='TOM_EDUCATION_PIPELINES must be a dict'):
+            call_command('check')
+
+
+def test_valid_configuration_passes_check():
+    call_command('check', '--fail-level', 'WARNING')
+
+
+def test_unknown_name_lists_the_registered_ones():
+    with override_settings(TOM_EDUCATION_PIPELINES=GOOD):
+        with pytest.raises(registry.UnknownPipeline, match='Unknown pipeline "X". Registered pipelines: "Example".'):
+            registry.get('X')
