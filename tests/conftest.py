@@ -85,14 +85,6 @@ def worker(django_db_setup, django_db_blocker) -> Iterator[Worker]:
     started.stop()
 
 
-@pytest.fixture(scope='session')
-def slow_worker(django_db_setup, django_db_blocker) -> Iterator[Worker]:
-    """A worker with short time limits, serving only the queue of the ``Slow`` pipeline."""
-    started = Worker('slow', f'{QUEUE}_slow', {'TOM_EDUCATION_SOFT_TIME_LIMIT': '2', 'TOM_EDUCATION_TIME_LIMIT': '5'})
-    yield started
-    started.stop()
-
-
 def wait_for(process: PipelineProcess, condition: Callable[[PipelineProcess], bool], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

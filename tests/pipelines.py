@@ -79,10 +79,9 @@ class Scripted(PipelineProcess):
 
 
 class Slow(PipelineProcess):
-    """Sleeps for a minute: runs on the short-time-limit worker of the timeout tests."""
+    """Sleeps for a minute: longer than the time limits the timeout tests set."""
 
     short_name = 'slow'
-    queue = f'{os.environ.get("TOM_EDUCATION_TEST_QUEUE", "tests")}_slow'
     flags = {'ignore_soft_limit': {'default': False, 'long_name': 'Keep going after the soft time limit'}}
 
     class Meta:
@@ -99,3 +98,29 @@ class Slow(PipelineProcess):
                 if not flags['ignore_soft_limit']:
                     raise
         return []
+
+
+class Countdown(PipelineProcess):
+    """Counts for a few seconds, logging as it goes, then saves a summary: what a browser test can watch."""
+
+    short_name = 'countdown'
+    allowed_suffixes = ['.fits']
+    flags = {
+        'slowly': {'default': True, 'long_name': 'Take a few seconds'},
+        'until_cancelled': {'default': False, 'long_name': 'Keep counting until cancelled'},
+    }
+
+    class Meta:
+        proxy = True
+        app_label = 'tests'
+
+    def do_pipeline(self, tmpdir, **flags):
+        names = sorted(Path(product.data.name).name for product in self.input_files.all())
+        ticks = 600 if flags['until_cancelled'] else (10 if flags['slowly'] else 1)
+        with self.update_status(f'Counting over {len(names)} files'):
+            for number in range(1, ticks + 1):
+                self.log(f'tick {number}')
+                time.sleep(0.4 if flags['slowly'] or flags['until_cancelled'] else 0)
+        summary = tmpdir / 'summary.txt'
+        summary.write_text('\n'.join(names))
+        return [(summary, DataProduct)]

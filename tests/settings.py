@@ -30,8 +30,8 @@ CELERY_BROKER_URL = os.environ['TOM_EDUCATION_TEST_BROKER']
 
 TOM_EDUCATION_HEARTBEAT_INTERVAL = 0.5
 TOM_EDUCATION_HEARTBEAT_TIMEOUT = float(os.environ.get('TOM_EDUCATION_HEARTBEAT_TIMEOUT', 4))
-TOM_EDUCATION_SOFT_TIME_LIMIT = int(os.environ.get('TOM_EDUCATION_SOFT_TIME_LIMIT', 60))
-TOM_EDUCATION_TIME_LIMIT = int(os.environ.get('TOM_EDUCATION_TIME_LIMIT', 90))
+TOM_EDUCATION_SOFT_TIME_LIMIT = 60
+TOM_EDUCATION_TIME_LIMIT = 90
 TOM_EDUCATION_MAX_ATTEMPTS = 2
 
 TOM_EDUCATION_PIPELINES = {
@@ -43,5 +43,6 @@ TOM_EDUCATION_PIPELINES = {
     'Log example': 'tests.spec_pipelines.LogExample',
     'Scripted': 'tests.pipelines.Scripted',
     'Slow': 'tests.pipelines.Slow',
+    'Countdown': 'tests.pipelines.Countdown',
 }
 DATA_PRODUCT_TYPES = {**DATA_PRODUCT_TYPES, 'csv_table': ('csv_table', 'CSV table')}  # noqa: F405

@@ -19,11 +19,11 @@ IN_MEMORY = {
 }
 
 
-def start_without_worker(target, user, script):
+def start_without_worker(target, user, script, name='script.json'):
     # queue into a broker nobody listens to: the test runs the process itself
     with override_settings(TOM_EDUCATION_CELERY_APP='tests.unused_queue.app'):
         return services.start_process(
-            user=user, pipeline='Scripted', target=target, input_files=[script_product(target, script)]
+            user=user, pipeline='Scripted', target=target, input_files=[script_product(target, script, name)]
         )
 
 
@@ -32,7 +32,7 @@ def test_inputs_and_outputs_go_through_the_storage_api(target, user):
     process = start_without_worker(target, user, {
         'steps': [{'action': 'log', 'text': 'read through storage'}],
         'outputs': [{'name': 'result.png', 'content': 'png bytes', 'type': 'DataProduct'}],
-    })
+    }, name='kept-in-memory.json')
     # this storage keeps files in memory: nothing exists at the path it reports
     assert not Path(process.input_files.get().data.path).exists()
     runner.run_process(process.pk)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.test import override_settings
 from tom_dataproducts.models import DataProduct, PhotometryReducedDatum, ReducedDatum
 
 from tests.conftest import make_product, script_product, wait_final, wait_for
@@ -173,21 +174,23 @@ def test_pipeline_killing_every_worker_fails_after_the_cap(worker, target, user,
     assert process.failure_message.startswith('The worker running this pipeline stopped unexpectedly 2 times')
 
 
-def test_soft_time_limit_fails_with_timed_out(slow_worker, target, user):
+@override_settings(TOM_EDUCATION_SOFT_TIME_LIMIT=2, TOM_EDUCATION_TIME_LIMIT=5)
+def test_soft_time_limit_fails_with_timed_out(worker, target, user):
     process = services.start_process(user=user, pipeline='Slow', target=target,
                                      input_files=[make_product(target, 'a.fits')])
     wait_final(process, timeout=60)
     assert process.state == ASYNC_STATUS_FAILED
-    assert process.failure_message.startswith('The pipeline timed out after 2 s')
+    assert process.failure_message.startswith('The pipeline timed out after 2 s.')
     assert not tmpdir_of(process).exists()
 
 
-def test_hard_time_limit_kills_and_fails_with_timed_out(slow_worker, target, user):
+@override_settings(TOM_EDUCATION_SOFT_TIME_LIMIT=2, TOM_EDUCATION_TIME_LIMIT=5)
+def test_hard_time_limit_kills_and_fails_with_timed_out(worker, target, user):
     process = services.start_process(user=user, pipeline='Slow', target=target,
                                      input_files=[make_product(target, 'a.fits')], flags={'ignore_soft_limit': True})
     wait_final(process, timeout=60)
     assert process.state == ASYNC_STATUS_FAILED
-    assert process.failure_message.startswith('The pipeline timed out after 5 s')
+    assert process.failure_message.startswith('The pipeline timed out after 5 s.')
 
 
 def test_reaper_fails_runs_whose_heartbeat_stopped(target, user):

@@ -17,12 +17,13 @@ def check_pipelines(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
             id='tom_education.E001',
         )]
     _, problems = registry.load()
+    # a warning, not an error: the TOM keeps running (runserver and migrate still work) without that pipeline
     return [
-        Error(
+        Warning(
             f'TOM_EDUCATION_PIPELINES entry "{problem.name}" ({problem.path}): {problem.message}.',
             hint='Fix or remove the entry; until then the pipeline is not offered.',
             obj=problem.path,
-            id='tom_education.E002',
+            id='tom_education.W003',
         )
         for problem in problems
     ]
@@ -30,16 +31,17 @@ def check_pipelines(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
 
 @register('tom_education')
 def check_time_limits(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
     if conf.hard_time_limit() <= conf.soft_time_limit():
-        return [Warning(
+        messages.append(Warning(
             'TOM_EDUCATION_TIME_LIMIT should be larger than TOM_EDUCATION_SOFT_TIME_LIMIT.',
             hint='The soft limit lets a run fail cleanly; the hard limit then kills runs that ignore it.',
             id='tom_education.W001',
-        )]
+        ))
     if conf.heartbeat_timeout() <= 2 * conf.heartbeat_interval():
-        return [Warning(
+        messages.append(Warning(
             'TOM_EDUCATION_HEARTBEAT_TIMEOUT should be at least twice TOM_EDUCATION_HEARTBEAT_INTERVAL.',
             hint='Otherwise a busy but healthy run can be mistaken for a lost one.',
             id='tom_education.W002',
-        )]
-    return []
+        ))
+    return messages

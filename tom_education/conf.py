@@ -17,7 +17,9 @@ EMBEDDED_BROKER_URL = 'filesystem://'
 
 def pipelines() -> dict[str, str]:
     """``TOM_EDUCATION_PIPELINES``: display name -> dotted path of a ``PipelineProcess`` subclass."""
-    return dict(getattr(settings, 'TOM_EDUCATION_PIPELINES', {}) or {})
+    configured = getattr(settings, 'TOM_EDUCATION_PIPELINES', {}) or {}
+    # a malformed setting is reported by the system check E001; pages then simply offer no pipeline
+    return dict(configured) if isinstance(configured, dict) else {}
 
 
 def soft_time_limit() -> int:

@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.core.files.storage import FileSystemStorage
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
@@ -158,13 +159,9 @@ class PipelineProcess(models.Model):
         ``product.data.path`` works only on local file storage; from other storages (S3, in memory)
         the file is copied, through Django's storage API, next to the run's temporary directory.
         """
-        try:
-            local = Path(product.data.path)
-        except NotImplementedError:
-            local = None
-        # some storages (InMemoryStorage) answer path() with a file that does not exist on disk
-        if local is not None and local.is_file():
-            return local
+        # only a file system storage's path() names the stored file (InMemoryStorage answers a path too)
+        if isinstance(product.data.storage, FileSystemStorage):
+            return Path(product.data.path)
         staging = self._run.staging_dir if self._run is not None else Path(tempfile.mkdtemp(prefix='tom_education-'))
         local = staging / f'{product.pk}_{PurePosixPath(product.data.name).name}'
         if not local.exists():
@@ -185,6 +182,9 @@ class PipelineProcess(models.Model):
         The engine owns the other fields (state, heartbeat, cancel flag) and writes them from
         other threads and processes: a pipeline's ``self.save()`` must not overwrite them.
         """
+        status_length = self._meta.get_field('status').max_length
+        if len(self.status) > status_length:
+            self.status = self.status[:status_length - 1] + '…'
         if self._run is not None and not kwargs.get('update_fields'):
             self._run.on_status_saved(self.status)
             kwargs['update_fields'] = ['status']

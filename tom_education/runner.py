@@ -50,8 +50,11 @@ def finish(pk: int, state: str, failure_message: str = '', traceback_text: str =
     ) > 0
 
 
-def timed_out_message(seconds: int) -> str:
-    return f'The pipeline timed out after {seconds} s; the limit is set by TOM_EDUCATION_SOFT_TIME_LIMIT.'
+def timed_out_message(seconds: float) -> str:
+    return (
+        f'The pipeline timed out after {seconds:g} s. If it needs longer, ask the TOM administrator to raise '
+        'TOM_EDUCATION_SOFT_TIME_LIMIT (and TOM_EDUCATION_TIME_LIMIT).'
+    )
 
 
 class RunContext:
@@ -187,12 +190,16 @@ def claim(pk: int) -> PipelineProcess | None:
     alive (its heartbeat is fresh) we leave it alone, otherwise we take over, counting attempts
     so a pipeline that kills its worker every time is failed instead of looping.
     """
-    deadline = time.monotonic() + conf.heartbeat_timeout()
+    # a dead worker's last heartbeat goes stale within this time; a live one keeps it fresh
+    deadline = time.monotonic() + conf.heartbeat_timeout() + 2 * conf.heartbeat_interval()
     while True:
         row = PipelineProcess.objects.filter(pk=pk).values('state', 'attempts', 'heartbeat', 'worker').first()
         if row is None or row['state'] not in ACTIVE_STATES:
             return None
-        if row['state'] == ASYNC_STATUS_RUNNING and not _previous_run_is_gone(row) and time.monotonic() < deadline:
+        if row['state'] == ASYNC_STATUS_RUNNING and not _previous_run_is_gone(row):
+            if time.monotonic() >= deadline:
+                logger.info('Process %s is still running elsewhere; dropping the duplicate delivery', pk)
+                return None
             time.sleep(min(conf.heartbeat_interval(), 1.0))
             continue
         if row['attempts'] >= conf.max_attempts():
@@ -227,8 +234,11 @@ def _previous_run_is_gone(row: dict) -> bool:
     return int(pid) == os.getpid()
 
 
-def run_process(pk: int) -> None:
-    """Run process ``pk`` to a final state (the body of the Celery task)."""
+def run_process(pk: int, soft_time_limit: float | None = None) -> None:
+    """Run process ``pk`` to a final state (the body of the Celery task).
+
+    ``soft_time_limit`` is the limit the message was sent with, quoted if the run times out.
+    """
     row = claim(pk)
     if row is None:
         return
@@ -249,7 +259,7 @@ def run_process(pk: int) -> None:
     context.staging_dir.mkdir()
     context.start()
     try:
-        _run_and_save(process, context, tmpdir)
+        _run_and_save(process, context, tmpdir, soft_time_limit or conf.soft_time_limit())
     finally:
         logging.getLogger().removeHandler(handler)
         context.stop()
@@ -257,7 +267,7 @@ def run_process(pk: int) -> None:
         process._run = None
 
 
-def _run_and_save(process: PipelineProcess, context: RunContext, tmpdir: Path) -> None:
+def _run_and_save(process: PipelineProcess, context: RunContext, tmpdir: Path, soft_time_limit: float) -> None:
     state, message, trace = ASYNC_STATUS_CREATED, '', ''
     try:
         flags = {**process.flag_defaults(), **process.flag_values}
@@ -282,7 +292,7 @@ def _run_and_save(process: PipelineProcess, context: RunContext, tmpdir: Path) -
         if context.cancel_requested:
             state, message = ASYNC_STATUS_CANCELLED, 'Cancelled at the user\'s request.'
         else:
-            state, message = ASYNC_STATUS_FAILED, timed_out_message(conf.soft_time_limit())
+            state, message = ASYNC_STATUS_FAILED, timed_out_message(soft_time_limit)
     except Exception as exc:  # noqa: BLE001 - any bug in a pipeline must end as a failed run, not a stuck one
         state = ASYNC_STATUS_FAILED
         message = f'The pipeline crashed: {type(exc).__name__}: {exc}'.strip()[:1000]

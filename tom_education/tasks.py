@@ -19,20 +19,23 @@ class PipelineTask(Task):
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         """The hard time limit kills the child process; the worker's main process records why here."""
         if isinstance(exc, TimeLimitExceeded) and args:
-            runner.finish(args[0], ASYNC_STATUS_FAILED, runner.timed_out_message(conf.hard_time_limit()))
+            seconds = exc.args[0] if exc.args and isinstance(exc.args[0], (int, float)) else conf.hard_time_limit()
+            runner.finish(args[0], ASYNC_STATUS_FAILED, runner.timed_out_message(seconds))
 
 
 @shared_task(
     base=PipelineTask,
+    bind=True,
     name=services.TASK_NAME,
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=True,
-    soft_time_limit=conf.soft_time_limit(),
-    time_limit=conf.hard_time_limit(),
 )
-def run_pipeline_process(process_pk: int) -> None:
-    runner.run_process(process_pk)
+def run_pipeline_process(self: Task, process_pk: int) -> None:
+    """Time limits travel with each message (see ``services.enqueue``), so they follow the settings of the
+    process that queued the run, and a worker started before a settings change still applies the new ones."""
+    soft_time_limit = (self.request.timelimit or (None, None))[1]
+    runner.run_process(process_pk, soft_time_limit=soft_time_limit)
 
 
 @worker_ready.connect
