@@ -27,6 +27,7 @@ setup(
             'psycopg[binary]>=3.1',
             'ruff',
             'sphinx>=7',
+            'playwright>=1.40',
         ],
         'postgres': ['psycopg[binary]>=3.1'],
     },

@@ -86,6 +86,15 @@ STATIC_ROOT = str(VAR_DIR / 'static')
 MEDIA_ROOT = str(VAR_DIR / 'data')
 MEDIA_URL = '/data/'
 
+# scripts/demo and scripts/test fetch Bootstrap into var/vendor so pages render without internet access
+VENDOR_DIR = BASE_DIR / 'var' / 'vendor'
+if (VENDOR_DIR / 'bootstrap' / 'css' / 'bootstrap.min.css').exists():
+    STATICFILES_DIRS = [str(VENDOR_DIR)]
+    BOOTSTRAP5 = {
+        'css_url': {'url': STATIC_URL + 'bootstrap/css/bootstrap.min.css'},
+        'javascript_url': {'url': STATIC_URL + 'bootstrap/js/bootstrap.bundle.min.js'},
+    }
+
 LOGGING = {
     'version': 1,
     'disable_existing_loggers': False,
@@ -151,3 +160,8 @@ TOM_EDUCATION_PIPELINES = {
 }
 CELERY_BROKER_URL = os.environ.get('CELERY_BROKER_URL', '')
 TOM_EDUCATION_BROKER_DIR = str(VAR_DIR / 'celery-broker')
+# science pipelines (issue 6)
+TOM_EDUCATION_PIPELINES.update({
+    'Timelapse': 'tom_education.pipelines.timelapse.TimelapsePipeline',
+    'Light curve (aperture photometry)': 'tom_education.pipelines.photometry.AperturePhotometryPipeline',
+})

@@ -41,3 +41,16 @@ class SuffixString(PipelineProcess):
     class Meta:
         proxy = True
         app_label = 'tests'
+
+
+class HostileFlag(PipelineProcess):
+    """A pipeline whose texts try to inject markup, to prove the pages escape them."""
+
+    flags = {'evil': {'default': True, 'long_name': '<script>flag</script>'}}
+
+    class Meta:
+        proxy = True
+        app_label = 'tests'
+
+    def do_pipeline(self, tmpdir, **flags):
+        return []

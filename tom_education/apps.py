@@ -18,3 +18,14 @@ class TomEducationConfig(AppConfig):
         from django.urls import include, path
 
         return [path('', include('tom_education.urls', namespace='tom_education'))]
+
+    def target_detail_tabs(self) -> list[dict[str, str]]:
+        """A "Pipelines" tab on every target page, wherever the app sits in INSTALLED_APPS."""
+        return [{
+            'partial': 'tom_education/partials/target_tab.html',
+            'context': 'tom_education.tabs.target_tab_context',
+            'label': 'Pipelines',
+        }]
+
+    def nav_items(self) -> list[dict[str, str]]:
+        return [{'partial': 'tom_education/partials/nav_item.html', 'position': 'left'}]

@@ -176,6 +176,8 @@ def enqueue(process: PipelineProcess) -> bool:
             args=[process.pk],
             task_id=process.task_id,
             queue=getattr(type(process), 'queue', None) or None,
+            soft_time_limit=conf.soft_time_limit(),
+            time_limit=conf.hard_time_limit(),
             retry=True,
             retry_policy={'max_retries': 2, 'interval_start': 0.2, 'interval_step': 0.5, 'interval_max': 1},
         )
@@ -205,8 +207,21 @@ def rerun_process(*, user: Any, process: PipelineProcess) -> PipelineProcess:
 
 # --- following and stopping -----------------------------------------------------------------
 
-def cancel_process(process: PipelineProcess) -> bool:
+class NotAllowed(PermissionError):
+    """The user may see the process but not do this to it."""
+
+
+def may_cancel(user: Any, process: PipelineProcess) -> bool:
+    """Only the user who started a process (or a superuser) may stop it; anyone who sees it may re-run it."""
+    if user is None:
+        return True
+    return user.is_superuser or (process.created_by_id is not None and process.created_by_id == user.pk)
+
+
+def cancel_process(process: PipelineProcess, user: Any = None) -> bool:
     """Cancel a pending process at once, or ask its worker to stop a running one. False if already ended."""
+    if not may_cancel(user, process):
+        raise NotAllowed(f'Only the user who started {process.identifier} may cancel it.')
     if PipelineProcess.objects.filter(pk=process.pk, state=ASYNC_STATUS_PENDING).update(
         state=ASYNC_STATUS_CANCELLED, status=ASYNC_STATUS_CANCELLED,
         failure_message='Cancelled before it started.', finished=timezone.now(),

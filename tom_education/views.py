@@ -1,20 +1,42 @@
-"""Pages: thin shells over ``services``; every lookup goes through the user's visible targets."""
+"""Pages: thin shells over ``services``; every lookup goes through the user's visible targets.
+
+An object that exists but is not visible answers 403, which tom_base's middleware turns into a
+redirect to the login page, as for its own target pages.
+"""
 from __future__ import annotations
 
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
-from django.http import HttpRequest, JsonResponse
-from django.shortcuts import get_object_or_404
+from django.core.exceptions import PermissionDenied
+from django.db.models import Model, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
 from django.views import View
-from django.views.generic import DetailView
+from django.views.generic import DetailView, ListView
+from tom_targets.models import Target
 
-from tom_education import services
+from tom_education import registry, services
+from tom_education.forms import RunForm
+from tom_education.models import ASYNC_STATUS_FAILED, STATE_CHOICES, PipelineProcess
+from tom_education.tabs import run_form_context, target_processes_context
+
+
+def get_visible(queryset: QuerySet, visible: QuerySet, pk: Any) -> Model:
+    """The object ``pk`` of ``queryset``: 404 if it does not exist, 403 if the user may not see it."""
+    found = visible.filter(pk=pk).first()
+    if found is not None:
+        return found
+    if queryset.filter(pk=pk).exists():
+        raise PermissionDenied
+    raise Http404
 
 
 class VisibleProcessMixin(LoginRequiredMixin):
-    def get_queryset(self) -> Any:
-        return services.visible_processes(self.request.user)
+    def get_object(self, queryset: QuerySet | None = None) -> PipelineProcess:
+        return get_visible(PipelineProcess.objects.all(), services.visible_processes(self.request.user),
+                           self.kwargs['pk'])
 
 
 class ProcessDetailView(VisibleProcessMixin, DetailView):
@@ -26,17 +48,20 @@ class ProcessDetailView(VisibleProcessMixin, DetailView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         process = self.object
-        services.reap_stale_processes()
-        process.refresh_from_db()
+        if process.is_active and services.reap_stale_processes():
+            process.refresh_from_db()
         lines = services.log_lines(process, limit=10_000)
+        user = self.request.user
         context.update({
             'log_lines': lines,
             'cursor': lines[-1].seq if lines else 0,
-            'inputs': [(product, services.product_file_name(product)) for product in process.input_files.all()],
+            'inputs': [
+                (product, services.product_file_name(product)) for product in process.input_files.order_by('data')
+            ],
             'outputs': list(process.output_products()),
-            'show_traceback': bool(process.traceback) and (
-                self.request.user.is_superuser or process.created_by_id == self.request.user.pk
-            ),
+            'reduced_outputs': {name: qs.count() for name, qs in process.output_reduced_data().items()},
+            'may_cancel': process.is_active and services.may_cancel(user, process),
+            'show_traceback': bool(process.traceback) and services.may_cancel(user, process),
         })
         return context
 
@@ -45,7 +70,9 @@ class ProcessLogView(VisibleProcessMixin, View):
     """New log lines after ``?after=<seq>`` and the current status, for the page's poller."""
 
     def get(self, request: HttpRequest, pk: int) -> JsonResponse:
-        process = get_object_or_404(self.get_queryset(), pk=pk)
+        process = self.get_object()
+        if process.is_active and services.reap_stale_processes():
+            process.refresh_from_db()
         try:
             after = max(int(request.GET.get('after', 0)), 0)
         except ValueError:
@@ -55,7 +82,94 @@ class ProcessLogView(VisibleProcessMixin, View):
             'lines': [{'seq': line.seq, 'message': line.message, 'level': line.level} for line in lines],
             'next': lines[-1].seq if lines else after,
             'state': process.state,
+            'state_display': process.get_state_display(),
             'status': process.status,
             'failure_message': process.failure_message,
             'final': process.is_final,
         })
+
+
+class ProcessCancelView(VisibleProcessMixin, View):
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        process = self.get_object()
+        try:
+            services.cancel_process(process, user=request.user)
+        except services.NotAllowed:
+            raise PermissionDenied from None
+        return redirect(process)
+
+
+class ProcessRerunView(VisibleProcessMixin, View):
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        process = self.get_object()
+        try:
+            new_process = services.rerun_process(user=request.user, process=process)
+        except services.ProcessInputError as exc:
+            # e.g. an input was deleted since, or the pipeline was unregistered
+            messages.error(request, f'Could not re-run: {exc.message}')
+            return redirect(process)
+        return redirect(new_process)
+
+
+class TargetRunView(LoginRequiredMixin, View):
+    """POST target of the tab's form: start a process, or show the form again with the error next to it."""
+
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        target = get_visible(Target.objects.all(), services.visible_targets(request.user), pk)
+        form = RunForm.from_post(request.POST)
+        try:
+            process = services.start_process(
+                user=request.user, pipeline=form.pipeline, target=target, input_files=form.products, flags=form.flags
+            )
+        except services.ProcessInputError as exc:
+            return self.form_again(request, target, form, exc.message, exc.field or '')
+        if process.state == ASYNC_STATUS_FAILED:
+            return self.form_again(request, target, form, process.failure_message, 'queue')
+        return redirect(process)
+
+    def form_again(self, request: HttpRequest, target: Target, form: RunForm, error: str, field: str) -> HttpResponse:
+        context = run_form_context(request.user, target, form, error, field)
+        template = 'tom_education/partials/run_form.html' if request.htmx else 'tom_education/run_form_page.html'
+        return render(request, template, context, status=200 if request.htmx else 400)
+
+
+class TargetProcessesView(LoginRequiredMixin, View):
+    """The target's processes, refreshed by the tab while any of them is active."""
+
+    def get(self, request: HttpRequest, pk: int) -> HttpResponse:
+        target = get_visible(Target.objects.all(), services.visible_targets(request.user), pk)
+        return render(request, 'tom_education/partials/target_processes.html',
+                      target_processes_context(request.user, target))
+
+
+class ProcessListView(LoginRequiredMixin, ListView):
+    """All processes the user may see, across targets, filterable by status and pipeline."""
+
+    template_name = 'tom_education/process_list.html'
+    context_object_name = 'processes'
+    paginate_by = 25
+
+    def get_queryset(self) -> QuerySet:
+        processes = services.visible_processes(self.request.user)
+        state = self.request.GET.get('state', '')
+        pipeline = self.request.GET.get('pipeline', '')
+        if state:
+            processes = processes.filter(state=state)
+        if pipeline:
+            processes = processes.filter(pipeline=pipeline)
+        return processes
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        query = self.request.GET.copy()
+        query.pop('page', None)
+        context.update({
+            'states': STATE_CHOICES,
+            'pipeline_names': sorted(set(registry.pipelines()) | set(
+                services.visible_processes(self.request.user).values_list('pipeline', flat=True).distinct()
+            )),
+            'current_state': self.request.GET.get('state', ''),
+            'current_pipeline': self.request.GET.get('pipeline', ''),
+            'filter_query': query.urlencode(),
+        })
+        return context

@@ -1,0 +1,139 @@
+"""A real browser (Debian's Chromium driven by Playwright) against a live server and a real worker.
+
+Screenshots of the pages land in ``var/screenshots``; with ``TOM_EDUCATION_UPDATE_DOCS_IMAGES=1``
+they also replace the figures in ``docs/images``.
+"""
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.test import Client
+from playwright.sync_api import Page, expect, sync_playwright
+from tom_dataproducts.models import DataProduct
+
+from demo.frames import make_frames
+from tests.conftest import ROOT, make_product
+from tom_education.models import PipelineProcess
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# Playwright's sync API keeps an event loop in this thread; the ORM calls made by the tests between
+# browser actions are still synchronous, so Django's guard against async contexts does not apply.
+os.environ.setdefault('DJANGO_ALLOW_ASYNC_UNSAFE', 'true')
+
+CHROMIUM = os.environ.get('TOM_EDUCATION_CHROMIUM', '/usr/bin/chromium')
+SCREENSHOTS = ROOT / 'var' / 'screenshots'
+CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+                 '--disable-background-networking', '--disable-component-update', '--disable-sync']
+
+
+@pytest.fixture(scope='session')
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f'Chromium is not installed at {CHROMIUM}: run scripts/test, which installs it')
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser, live_server, user) -> Page:
+    """A browser tab logged in as ``user`` (the session cookie of a logged-in test client)."""
+    client = Client()
+    client.force_login(user)
+    context = browser.new_context(viewport={'width': 1280, 'height': 900}, base_url=live_server.url)
+    context.add_cookies([{'name': settings.SESSION_COOKIE_NAME, 'value': client.cookies[settings.SESSION_COOKIE_NAME]
+                          .value, 'url': live_server.url}])
+    context.set_default_timeout(30_000)
+    tab = context.new_page()
+    yield tab
+    context.close()
+
+
+@pytest.fixture
+def frames(target, tmp_path) -> list[DataProduct]:
+    products = []
+    for path in make_frames(tmp_path, 2, ra=target.ra, dec=target.dec, size=64):
+        products.append(make_product(target, path.name, path.read_bytes()))
+    return products
+
+
+def screenshot(locator_or_page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / name
+    locator_or_page.screenshot(path=str(path))
+    if os.environ.get('TOM_EDUCATION_UPDATE_DOCS_IMAGES') == '1':
+        shutil.copy(path, ROOT / 'docs' / 'images' / name)
+
+
+def open_pipelines_tab(page: Page, target) -> None:
+    page.goto(f'/targets/{target.pk}/')
+    page.click('#pipelines-tab')
+    expect(page.get_by_label('Pipeline', exact=True)).to_be_visible()
+
+
+def test_run_watch_and_open_outputs(page, worker, target, frames):
+    open_pipelines_tab(page, target)
+    page.get_by_label('Pipeline', exact=True).select_option('Countdown')
+    for product in frames:
+        page.get_by_label(Path(product.data.name).name).check()
+    flag = page.get_by_label('Take a few seconds')
+    expect(flag).to_be_checked()
+    screenshot(page.locator('#pipelines'), 'target_pipelines_tab.png')
+    page.get_by_role('button', name='Run pipeline').click()
+
+    page.wait_for_url('**/pipeline/*')
+    status = page.get_by_role('status')
+    # lines arrive while the process is still running
+    expect(page.locator('#tom-education-log')).to_contain_text('tick 3', timeout=30_000)
+    expect(status).to_have_text('Counting over 2 files')
+    expect(status).to_have_text('created', timeout=60_000)
+    expect(page.locator('#tom-education-log')).to_contain_text('Finished: 1 output(s) saved')
+    screenshot(page, 'pipeline_log_view.png')
+
+    page.click('#tom-education-group')
+    expect(page.get_by_text('summary.txt')).to_be_visible()
+
+
+def test_failure_message_is_shown(page, worker, target, frames):
+    open_pipelines_tab(page, target)
+    page.get_by_label('Pipeline', exact=True).select_option('Fails')
+    page.get_by_label(Path(frames[0].data.name).name).check()
+    page.get_by_role('button', name='Run pipeline').click()
+    page.wait_for_url('**/pipeline/*')
+    expect(page.locator('#tom-education-failure')).to_have_text('Something went terribly wrong', timeout=60_000)
+    expect(page.get_by_role('status')).to_have_text('failed')
+
+
+def test_nothing_selected_and_unsuitable_files_are_reported_before_running(page, target, frames):
+    make_product(target, 'notes.txt', 'text')
+    open_pipelines_tab(page, target)
+    page.get_by_label('Pipeline', exact=True).select_option('Countdown')
+    unsuitable = page.locator('.tom-education-product', has_text='notes').locator('.tom-education-unsuitable')
+    expect(unsuitable).to_be_visible()
+    page.get_by_label('Pipeline', exact=True).select_option('Fails')
+    expect(unsuitable).to_be_hidden()
+    page.get_by_role('button', name='Run pipeline').click()
+    expect(page.locator('#tom-education-run-error')).to_have_text(
+        'Select at least one data product to run the pipeline on.'
+    )
+    # the user's choice survives the round trip
+    expect(page.get_by_label('Pipeline', exact=True)).to_have_value('Fails')
+    assert not PipelineProcess.objects.exists()
+
+
+def test_cancel_stops_a_running_pipeline(page, worker, target, frames):
+    open_pipelines_tab(page, target)
+    page.get_by_label('Pipeline', exact=True).select_option('Countdown')
+    page.get_by_role('button', name='Select all').click()
+    page.get_by_label('Keep counting until cancelled').check()
+    page.get_by_role('button', name='Run pipeline').click()
+    page.wait_for_url('**/pipeline/*')
+    expect(page.locator('#tom-education-log')).to_contain_text('tick 2', timeout=30_000)
+    page.get_by_role('button', name='Cancel').click()
+    expect(page.get_by_role('status')).to_have_text('cancelled', timeout=30_000)
+    assert PipelineProcess.objects.get().state == 'cancelled'
+    expect(page.get_by_role('button', name='Re-run')).to_be_visible()
