@@ -19,6 +19,7 @@ setup(
         'celery[redis]>=5.3,<6',
         'astropy>=6.0',
         'numpy',
+        'drf-spectacular>=0.27',
     ],
     extras_require={
         'test': [
@@ -28,6 +29,7 @@ setup(
             'ruff',
             'sphinx>=7',
             'playwright>=1.40',
+            'schemathesis>=4',
         ],
         'postgres': ['psycopg[binary]>=3.1'],
     },

@@ -92,6 +92,8 @@ def test_run_watch_and_open_outputs(page, worker, target, frames):
     expect(status).to_have_text('Counting over 2 files')
     expect(status).to_have_text('created', timeout=60_000)
     expect(page.locator('#tom-education-log')).to_contain_text('Finished: 1 output(s) saved')
+    # once final, the page reloads to show the outputs and the Re-run button
+    expect(page.get_by_role('button', name='Re-run')).to_be_visible(timeout=30_000)
     screenshot(page, 'pipeline_log_view.png')
 
     page.click('#tom-education-group')

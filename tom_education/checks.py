@@ -38,7 +38,7 @@ def check_time_limits(app_configs: Any = None, **kwargs: Any) -> list[CheckMessa
             hint='The soft limit lets a run fail cleanly; the hard limit then kills runs that ignore it.',
             id='tom_education.W001',
         ))
-    if conf.heartbeat_timeout() <= 2 * conf.heartbeat_interval():
+    if conf.heartbeat_timeout() < 2 * conf.heartbeat_interval():
         messages.append(Warning(
             'TOM_EDUCATION_HEARTBEAT_TIMEOUT should be at least twice TOM_EDUCATION_HEARTBEAT_INTERVAL.',
             hint='Otherwise a busy but healthy run can be mistaken for a lost one.',

@@ -1,6 +1,8 @@
 from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView
+from tom_common.api_router import SharedAPIRootRouter
 
-from tom_education import views
+from tom_education import api, views
 
 app_name = 'tom_education'
 
@@ -12,4 +14,11 @@ urlpatterns = [
     path('pipeline/<int:pk>/rerun/', views.ProcessRerunView.as_view(), name='process_rerun'),
     path('pipeline/target/<int:pk>/run/', views.TargetRunView.as_view(), name='target_run'),
     path('pipeline/target/<int:pk>/processes/', views.TargetProcessesView.as_view(), name='target_processes'),
+    # the OpenAPI schema of this app's endpoints only (tom_base's own API is not described by it)
+    path('api/pipeline-schema/', SpectacularAPIView.as_view(urlconf='tom_education.api_urls'), name='api_schema'),
 ]
+
+# REST API: registered on tom_base's shared router, which serves it under /api/ of the TOM
+router = SharedAPIRootRouter()
+router.register(r'pipelines', api.PipelineViewSet, 'pipelines')
+router.register(r'pipelineprocesses', api.ProcessViewSet, 'pipelineprocesses')

@@ -1,0 +1,331 @@
+"""REST API: the same service functions as the pages, for scripts and notebooks.
+
+Registered on tom_base's shared router (see ``urls.py``), so the endpoints appear under ``/api/``
+of any TOM. A target or process the user may not view answers 404: its existence is not leaked.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import FileResponse
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from tom_education import registry, services
+from tom_education.models import STATE_CHOICES, PipelineProcess
+
+PROCESS_STATES = [value for value, _ in STATE_CHOICES]
+
+
+class FlagSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    default = serializers.BooleanField()
+    long_name = serializers.CharField()
+
+
+class PipelineSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text='The name to start it by (a key of TOM_EDUCATION_PIPELINES)')
+    short_name = serializers.CharField()
+    description = serializers.CharField()
+    allowed_suffixes = serializers.ListField(child=serializers.CharField(), allow_null=True)
+    flags = FlagSerializer(many=True)
+
+
+class OutputProductSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    product_id = serializers.CharField(allow_null=True)
+    data_product_type = serializers.CharField()
+    file_name = serializers.CharField()
+    download = serializers.CharField(help_text='URL that streams the file (API authentication applies)')
+
+
+class OutputsSerializer(serializers.Serializer):
+    data_products = OutputProductSerializer(many=True)
+    reduced_data = serializers.DictField(child=serializers.IntegerField(),
+                                         help_text='Number of rows saved, by model name')
+
+
+class ProcessSerializer(serializers.ModelSerializer):
+    """A process as listed; ``retrieve`` adds its outputs."""
+
+    target_name = serializers.CharField(source='target.name', read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field='username', read_only=True, allow_null=True)
+    flags = serializers.DictField(source='flag_values', child=serializers.BooleanField(), read_only=True)
+    input_files = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    final = serializers.BooleanField(source='is_final', read_only=True)
+    page = serializers.CharField(source='get_absolute_url', read_only=True)
+
+    class Meta:
+        model = PipelineProcess
+        fields = [
+            'id', 'identifier', 'pipeline', 'target', 'target_name', 'state', 'status', 'final', 'failure_message',
+            'flags', 'input_files', 'created_by', 'created', 'started', 'finished', 'group', 'page',
+        ]
+        read_only_fields = fields
+
+
+class ProcessDetailSerializer(ProcessSerializer):
+    outputs = serializers.SerializerMethodField()
+
+    class Meta(ProcessSerializer.Meta):
+        fields = [*ProcessSerializer.Meta.fields, 'outputs']
+        read_only_fields = fields
+
+    @extend_schema_field(OutputsSerializer)
+    def get_outputs(self, process: PipelineProcess) -> dict[str, Any]:
+        request = self.context['request']
+        return {
+            'data_products': [
+                {
+                    'id': product.pk,
+                    'product_id': product.product_id,
+                    'data_product_type': product.data_product_type,
+                    'file_name': services.product_file_name(product),
+                    'download': request.build_absolute_uri(reverse(
+                        'api:pipelineprocesses-output', kwargs={'pk': process.pk, 'product_pk': product.pk}
+                    )),
+                }
+                for product in process.output_products()
+            ],
+            'reduced_data': {name: queryset.count() for name, queryset in process.output_reduced_data().items()},
+        }
+
+
+class StartProcessSerializer(serializers.Serializer):
+    pipeline = serializers.CharField(help_text='Name of a registered pipeline (see /api/pipelines/)')
+    target = serializers.IntegerField(min_value=1, help_text='Primary key of a target you may view')
+    input_files = serializers.ListField(child=serializers.IntegerField(min_value=1), allow_empty=True,
+                                        help_text='Primary keys of the target\'s data products')
+    flags = serializers.DictField(child=serializers.JSONField(), required=False, default=dict,
+                                  help_text='Flag name -> true/false; omitted flags take their defaults')
+
+
+class LogLineSerializer(serializers.Serializer):
+    seq = serializers.IntegerField()
+    created = serializers.DateTimeField()
+    level = serializers.IntegerField()
+    message = serializers.CharField()
+
+
+class LogPageSerializer(serializers.Serializer):
+    lines = LogLineSerializer(many=True)
+    next = serializers.IntegerField(help_text='Pass as ?after= to get only newer lines')
+    state = serializers.ChoiceField(choices=STATE_CHOICES)
+    status = serializers.CharField()
+    final = serializers.BooleanField(help_text='True once the process has ended and every line is written')
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+QueueUnavailableSerializer = inline_serializer('QueueUnavailable', {
+    'detail': serializers.CharField(),
+    'process': ProcessSerializer(),
+})
+
+def documented(**schema: Any) -> Any:
+    """``extend_schema`` for a method, on drf-spectacular's AutoSchema even where the TOM's
+    ``REST_FRAMEWORK['DEFAULT_SCHEMA_CLASS']`` is DRF's own (tom_base's default): no setting to add."""
+    def decorate(method: Any) -> Any:
+        method.schema = AutoSchema
+        return extend_schema(**schema)(method)
+    return decorate
+
+
+FIELD_ERRORS = OpenApiResponse(OpenApiTypes.OBJECT, description='Field name -> list of messages')
+NOT_FOUND = OpenApiResponse(ErrorSerializer, description='No such object, or you may not view it')
+UNAUTHENTICATED = OpenApiResponse(ErrorSerializer, description='Authentication is required')
+
+
+class ProcessPagination(LimitOffsetPagination):
+    default_limit = 50
+    max_limit = 500
+
+
+@extend_schema(responses={200: PipelineSerializer(many=True), 401: UNAUTHENTICATED, 403: UNAUTHENTICATED})
+class PipelineViewSet(viewsets.ViewSet):
+    """The pipelines this TOM offers."""
+
+    schema = AutoSchema()
+    permission_classes = [IsAuthenticated]
+
+    def list(self, request: Request) -> Response:
+        data = [
+            {
+                'name': name,
+                'short_name': pipeline_class.short_name,
+                'description': pipeline_class.describe(),
+                'allowed_suffixes': pipeline_class.allowed_suffixes,
+                'flags': [
+                    {'name': flag, 'default': default, 'long_name': (pipeline_class.flags or {})[flag].get(
+                        'long_name') or flag}
+                    for flag, default in pipeline_class.flag_defaults().items()
+                ],
+            }
+            for name, pipeline_class in registry.pipelines().items()
+        ]
+        return Response(PipelineSerializer(data, many=True).data)
+
+
+class ProcessViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                     viewsets.GenericViewSet):
+    """Processes on targets you may view: list, inspect, start, follow the log, cancel, re-run."""
+
+    schema = AutoSchema()
+    permission_classes = [IsAuthenticated]
+    pagination_class = ProcessPagination
+    # any text reaches the view, so a malformed id answers a JSON 404 rather than Django's HTML one
+    lookup_value_regex = '[^/]+'
+
+    serializer_class = ProcessSerializer
+
+    def get_queryset(self) -> QuerySet:
+        processes = services.visible_processes(self.request.user).prefetch_related('input_files')
+        if self.action != 'list':
+            return processes
+        params = self.request.query_params
+        if params.get('target'):
+            if not params['target'].isdigit():
+                raise ValidationError({'target': ['A target id is a positive integer.']})
+            processes = processes.filter(target_id=int(params['target']))
+        if params.get('state'):
+            if params['state'] not in PROCESS_STATES:
+                raise ValidationError({'state': [f'Choose one of: {", ".join(PROCESS_STATES)}.']})
+            processes = processes.filter(state=params['state'])
+        if params.get('pipeline'):
+            processes = processes.filter(pipeline=params['pipeline'])
+        return processes
+
+    def get_serializer_class(self) -> type[serializers.Serializer]:
+        return ProcessDetailSerializer if self.action == 'retrieve' else ProcessSerializer
+
+    @documented(
+        parameters=[
+            OpenApiParameter('target', int, description='Only processes of this target'),
+            OpenApiParameter('state', str, enum=PROCESS_STATES, description='Only processes in this state'),
+            OpenApiParameter('pipeline', str, description='Only processes of this pipeline'),
+        ],
+        responses={200: ProcessSerializer(many=True), 400: FIELD_ERRORS, 401: UNAUTHENTICATED,
+                   403: UNAUTHENTICATED},
+    )
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @documented(responses={200: ProcessDetailSerializer, 401: UNAUTHENTICATED, 403: UNAUTHENTICATED,
+                              404: NOT_FOUND})
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().retrieve(request, *args, **kwargs)
+
+    @documented(
+        request=StartProcessSerializer,
+        responses={
+            201: ProcessSerializer,
+            400: FIELD_ERRORS,
+            401: UNAUTHENTICATED, 403: UNAUTHENTICATED,
+            503: OpenApiResponse(QueueUnavailableSerializer, description='The task queue could not be reached; '
+                                 'the process is kept, marked failed'),
+        },
+    )
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        start = StartProcessSerializer(data=request.data)
+        start.is_valid(raise_exception=True)
+        try:
+            process = services.start_process(user=request.user, **start.validated_data)
+        except services.ProcessInputError as exc:
+            raise ValidationError({exc.field or 'non_field_errors': [exc.message]}) from None
+        return self._started(process)
+
+    def _started(self, process: PipelineProcess) -> Response:
+        body = ProcessSerializer(process, context=self.get_serializer_context()).data
+        if process.is_final:  # only a queue failure ends a process before a worker saw it
+            return Response({'detail': process.failure_message, 'process': body},
+                            status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @documented(
+        parameters=[
+            OpenApiParameter('after', int, description='Return lines with a sequence number above this (default 0)'),
+            OpenApiParameter('limit', int, description='At most this many lines (default 1000, at most 10000)'),
+        ],
+        responses={200: LogPageSerializer, 400: FIELD_ERRORS, 401: UNAUTHENTICATED, 403: UNAUTHENTICATED,
+                   404: NOT_FOUND},
+    )
+    @action(detail=True, methods=['get'])
+    def log(self, request: Request, pk: str | None = None) -> Response:
+        """Log lines after a cursor, the next cursor and the current state."""
+        process = self.get_object()
+        after = _bounded_int(request.query_params.get('after'), 'after', 0, 0, 2**31 - 1)
+        limit = _bounded_int(request.query_params.get('limit'), 'limit', 1000, 1, 10_000)
+        if process.is_active and services.reap_stale_processes():
+            process.refresh_from_db()
+        lines = services.log_lines(process, after=after, limit=limit)
+        return Response(LogPageSerializer({
+            'lines': lines,
+            'next': lines[-1].seq if lines else after,
+            'state': process.state,
+            'status': process.status,
+            'final': process.is_final and len(lines) < limit,
+        }).data)
+
+    @documented(request=None, responses={200: ProcessSerializer, 401: UNAUTHENTICATED, 403: ErrorSerializer,
+                                            404: NOT_FOUND})
+    @action(detail=True, methods=['post'])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        """Cancel a pending process, or ask the worker to stop a running one (owner or superuser only)."""
+        process = self.get_object()
+        try:
+            services.cancel_process(process, user=request.user)
+        except services.NotAllowed as exc:
+            raise PermissionDenied(str(exc)) from None
+        process.refresh_from_db()
+        return Response(ProcessSerializer(process, context=self.get_serializer_context()).data)
+
+    @documented(request=None, responses={201: ProcessSerializer, 400: FIELD_ERRORS, 401: UNAUTHENTICATED,
+                                            403: UNAUTHENTICATED, 404: NOT_FOUND, 503: QueueUnavailableSerializer})
+    @action(detail=True, methods=['post'])
+    def rerun(self, request: Request, pk: str | None = None) -> Response:
+        """Start the same pipeline again on the same inputs with the same flags, as you."""
+        try:
+            process = services.rerun_process(user=request.user, process=self.get_object())
+        except services.ProcessInputError as exc:
+            raise ValidationError({exc.field or 'non_field_errors': [exc.message]}) from None
+        return self._started(process)
+
+    @documented(responses={(200, 'application/octet-stream'): OpenApiTypes.BINARY, 401: UNAUTHENTICATED,
+                              403: UNAUTHENTICATED, 404: NOT_FOUND})
+    @action(detail=True, methods=['get'], url_path=r'outputs/(?P<product_pk>[^/]+)')
+    def output(self, request: Request, pk: str | None = None, product_pk: str | None = None) -> FileResponse:
+        """Download one output file of the process, from whatever storage holds it."""
+        product = get_object_or_404(self.get_object().output_products(), pk=product_pk)
+        return FileResponse(product.data.open('rb'), as_attachment=True,
+                            filename=services.product_file_name(product))
+
+
+def _bounded_int(raw: str | None, name: str, default: int, lowest: int, highest: int) -> int:
+    if raw is None or raw == '':
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationError({name: [f'{name} must be an integer.']}) from None
+    if not lowest <= value <= highest:
+        raise ValidationError({name: [f'{name} must be between {lowest} and {highest}.']})
+    return value
