@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 setup(
     name='tom-education',
@@ -10,7 +10,7 @@ setup(
     long_description_content_type='text/x-rst',
     license='GPL-3.0-or-later',
     python_requires='>=3.11',
-    packages=find_packages(include=['tom_education', 'tom_education.*']),
+    packages=find_namespace_packages(include=['tom_education', 'tom_education.*']),
     include_package_data=True,
     package_data={'tom_education': ['templates/tom_education/*.html', 'templates/tom_education/*/*.html']},
     install_requires=[
@@ -20,6 +20,7 @@ setup(
         'astropy>=6.0',
         'numpy',
         'drf-spectacular>=0.27',
+        'psutil>=5.9',
     ],
     extras_require={
         'test': [

@@ -160,8 +160,3 @@ TOM_EDUCATION_PIPELINES = {
 }
 CELERY_BROKER_URL = os.environ.get('CELERY_BROKER_URL', '')
 TOM_EDUCATION_BROKER_DIR = str(VAR_DIR / 'celery-broker')
-# science pipelines (issue 6)
-TOM_EDUCATION_PIPELINES.update({
-    'Timelapse': 'tom_education.pipelines.timelapse.TimelapsePipeline',
-    'Light curve (aperture photometry)': 'tom_education.pipelines.photometry.AperturePhotometryPipeline',
-})
