@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -54,6 +55,11 @@ class Scripted(PipelineProcess):
         elif action == 'wait_for_file':
             while not Path(step['path']).exists():
                 time.sleep(0.05)
+        elif action == 'spawn':
+            # a shell that starts a grandchild and waits: the run is blocked in a wait on its child
+            shell = subprocess.Popen(['sh', '-c', 'sleep 300 & echo $!; wait'], stdout=subprocess.PIPE, text=True)
+            self.log(f'child={shell.pid} grandchild={shell.stdout.readline().strip()}')
+            shell.wait()
         elif action == 'crash':
             return 1 / 0
         elif action == 'fail':
@@ -76,6 +82,16 @@ class Scripted(PipelineProcess):
         if spec.get('as_tuple'):
             return (path, output_type) if spec.get('tag') is None else (path, output_type, spec['tag'])
         return PipelineOutput(path, output_type, spec.get('tag'))
+
+
+class FaultScripted(Scripted):
+    """``Scripted`` on its own queue, served by the workers the fault tests start and kill."""
+
+    queue = f'{os.environ.get("TOM_EDUCATION_TEST_QUEUE", "tests")}_faults'
+
+    class Meta:
+        proxy = True
+        app_label = 'tests'
 
 
 class Slow(PipelineProcess):

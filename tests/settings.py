@@ -44,5 +44,6 @@ TOM_EDUCATION_PIPELINES = {
     'Scripted': 'tests.pipelines.Scripted',
     'Slow': 'tests.pipelines.Slow',
     'Countdown': 'tests.pipelines.Countdown',
+    'Fault scripted': 'tests.pipelines.FaultScripted',
 }
 DATA_PRODUCT_TYPES = {**DATA_PRODUCT_TYPES, 'csv_table': ('csv_table', 'CSV table')}  # noqa: F405

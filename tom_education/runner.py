@@ -5,17 +5,22 @@ lines are written before that state, and the temporary directory is removed.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import psutil
 from billiard.exceptions import SoftTimeLimitExceeded
 from django.db import connections
 from django.db.models import F
@@ -50,11 +55,24 @@ def finish(pk: int, state: str, failure_message: str = '', traceback_text: str =
     ) > 0
 
 
+def workdir_prefix(pk: int) -> str:
+    return f'tom_education-{pk}-'
+
+
+def remove_workdirs(pk: int) -> None:
+    """Remove the temporary directories a killed run of process ``pk`` left on this host."""
+    for leftover in Path(tempfile.gettempdir()).glob(f'{workdir_prefix(pk)}*'):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
 def timed_out_message(seconds: float) -> str:
     return (
         f'The pipeline timed out after {seconds:g} s. If it needs longer, ask the TOM administrator to raise '
         'TOM_EDUCATION_SOFT_TIME_LIMIT (and TOM_EDUCATION_TIME_LIMIT).'
     )
+
+
+CANCEL_SIGNAL = signal.SIGUSR2
 
 
 class RunContext:
@@ -72,19 +90,25 @@ class RunContext:
         self._last_status = process.status
         self._pending: list[tuple[str, int]] = []
         self._next_seq = PipelineLogLine.next_seq(process)
-        self._write_lock = threading.Lock()
+        # held by whoever writes log lines; the pipeline's thread holds it for the whole output transaction
+        # (see exclusive_writes), so the monitor never waits for SQLite's lock while holding this one
+        self._write_lock = threading.RLock()
         self._interrupt_lock = threading.Lock()
         self._stop = threading.Event()
         self._pipeline_thread = threading.get_ident()
+        self._on_main_thread = threading.current_thread() is threading.main_thread()
+        self._previous_handler: Any = None
         self._in_pipeline = False
+        # processes that exist before the run are not the run's to stop (a test runner's workers, say)
+        self._children_before = {child.pid for child in psutil.Process().children(recursive=True)}
         self._monitor = threading.Thread(target=self._watch, name=f'tom_education-{process.pk}', daemon=True)
 
     # --- called from the pipeline's thread ------------------------------------------------------
 
     def log(self, message: str, level: int = logging.INFO) -> None:
         self._pending.append((message, level))
-        if self.cancel_requested and self._in_pipeline:
-            raise ProcessCancelled()
+        if self.cancel_requested:
+            self._cancel_here()
 
     def on_status_saved(self, status: str) -> None:
         """Record the change in the log too, so the history of statuses stays readable afterwards."""
@@ -92,7 +116,13 @@ class RunContext:
             self._last_status = status
             self._pending.append((f'Status: {status}', logging.INFO))
         self.flush()
-        if self.cancel_requested and self._in_pipeline:
+        if self.cancel_requested:
+            self._cancel_here()
+
+    def _cancel_here(self, *signal_args: Any) -> None:
+        """Raise ProcessCancelled in the pipeline, once; later calls (and late signals) do nothing."""
+        if self._in_pipeline:
+            self._in_pipeline = False
             raise ProcessCancelled()
 
     def flush(self) -> None:
@@ -108,7 +138,20 @@ class RunContext:
                 raise
             self._next_seq += len(lines)
 
-    def call_pipeline(self, tmpdir: Path, flags: dict[str, bool]):
+    @contextlib.contextmanager
+    def exclusive_writes(self) -> Iterator[None]:
+        """Keep the monitor's log writes out while the pipeline's thread holds a database transaction.
+
+        On SQLite a transaction locks the whole database: a monitor flush waiting for it while holding
+        the log lock, and the transaction's own flush waiting for the log lock, would block each
+        other (and every other writer) until SQLite's timeout.
+        """
+        with self._write_lock:
+            yield
+
+    def call_pipeline(self, tmpdir: Path, flags: dict[str, bool]) -> Any:
+        if self._on_main_thread:
+            self._previous_handler = signal.signal(CANCEL_SIGNAL, self._cancel_here)
         with self._interrupt_lock:
             self._in_pipeline = True
         try:
@@ -120,6 +163,22 @@ class RunContext:
         """From here on, cancelling no longer interrupts: the run is finishing on its own."""
         with self._interrupt_lock:
             self._in_pipeline = False
+        if self._previous_handler is not None:
+            signal.signal(CANCEL_SIGNAL, self._previous_handler)
+            self._previous_handler = None
+
+    def stop_new_children(self) -> None:
+        """Stop every process the run started (and their children): nothing outlives its run."""
+        children = [
+            child for child in psutil.Process().children(recursive=True) if child.pid not in self._children_before
+        ]
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                child.terminate()
+        _, alive = psutil.wait_procs(children, timeout=3)
+        for child in alive:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
 
     # --- the monitor thread ------------------------------------------------------------------------
 
@@ -157,9 +216,20 @@ class RunContext:
         return next_beat
 
     def _interrupt(self) -> None:
-        """Raise ProcessCancelled inside do_pipeline(), even if it never calls log()."""
+        """Raise ProcessCancelled inside do_pipeline(), even if it never calls log().
+
+        On a worker the pipeline runs on the main thread: a signal interrupts it even in a blocking
+        call (sleep, waiting for a subprocess). Elsewhere an asynchronous exception is raised at its
+        next Python instruction. The run's subprocesses are stopped first, so a wait on them ends.
+        """
         with self._interrupt_lock:
-            if self._in_pipeline:
+            if not self._in_pipeline:
+                return
+            self.stop_new_children()
+            if self._on_main_thread:
+                signal.pthread_kill(self._pipeline_thread, CANCEL_SIGNAL)
+            else:
+                self._in_pipeline = False
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(
                     ctypes.c_ulong(self._pipeline_thread), ctypes.py_object(ProcessCancelled)
                 )
@@ -208,6 +278,8 @@ def claim(pk: int) -> PipelineProcess | None:
                 '(killed, or out of memory); it was not started again.'
             ))
             return None
+        if row['attempts']:
+            remove_workdirs(pk)  # what the lost attempt left behind, if it ran on this host
         now = timezone.now()
         claimed = PipelineProcess.objects.filter(pk=pk, state=row['state'], attempts=row['attempts']).update(
             state=ASYNC_STATUS_RUNNING, status=ASYNC_STATUS_RUNNING, attempts=F('attempts') + 1,
@@ -252,7 +324,7 @@ def run_process(pk: int, soft_time_limit: float | None = None) -> None:
     process._run = context
     handler = _ProcessLogHandler(context)
     logging.getLogger().addHandler(handler)
-    workdir = Path(tempfile.mkdtemp(prefix=f'tom_education-{process.pk}-'))
+    workdir = Path(tempfile.mkdtemp(prefix=workdir_prefix(process.pk)))
     tmpdir = workdir / 'tmp'
     tmpdir.mkdir()
     context.staging_dir = workdir / 'inputs'
@@ -262,6 +334,7 @@ def run_process(pk: int, soft_time_limit: float | None = None) -> None:
         _run_and_save(process, context, tmpdir, soft_time_limit or conf.soft_time_limit())
     finally:
         logging.getLogger().removeHandler(handler)
+        context.stop_new_children()
         context.stop()
         shutil.rmtree(workdir, ignore_errors=True)
         process._run = None
@@ -273,6 +346,9 @@ def _run_and_save(process: PipelineProcess, context: RunContext, tmpdir: Path, s
         flags = {**process.flag_defaults(), **process.flag_values}
         context.log(f'Started {process.pipeline} on {process.target.name} with {process.input_files.count()} input(s)')
         raw_outputs = context.call_pipeline(tmpdir, flags)
+        if context.cancel_requested:
+            # the cancel arrived as do_pipeline() returned: the user's request still wins
+            raise ProcessCancelled()
         outputs = check_outputs(raw_outputs, tmpdir)
         context.log(f'Saving {len(outputs)} output(s)')
 
@@ -282,7 +358,8 @@ def _run_and_save(process: PipelineProcess, context: RunContext, tmpdir: Path, s
             if not finish(process.pk, ASYNC_STATUS_CREATED):
                 raise ProcessCancelled()
 
-        save_outputs(process, outputs, context.log, before_commit)
+        with context.exclusive_writes():
+            save_outputs(process, outputs, context.log, before_commit)
         return
     except AsyncError as exc:
         state, message = ASYNC_STATUS_FAILED, str(exc) or 'The pipeline failed without a message.'

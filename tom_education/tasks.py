@@ -21,6 +21,7 @@ class PipelineTask(Task):
         if isinstance(exc, TimeLimitExceeded) and args:
             seconds = exc.args[0] if exc.args and isinstance(exc.args[0], (int, float)) else conf.hard_time_limit()
             runner.finish(args[0], ASYNC_STATUS_FAILED, runner.timed_out_message(seconds))
+            runner.remove_workdirs(args[0])
 
 
 @shared_task(
