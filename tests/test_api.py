@@ -249,3 +249,19 @@ def test_the_documented_client_example_runs(live_server, worker, user, target, t
     assert (tmp_path / 'table.csv').read_text() == 'a,b\n1,2\n'
     printed = capsys.readouterr().out
     assert 'working 0' in printed and 'working 1' in printed and 'SHOUTING' in printed
+
+
+@pytest.mark.parametrize('url', [
+    '/api/pipelineprocesses/99999999999999999999/',
+    '/api/pipelineprocesses/99999999999999999999/log/',
+    '/api/pipelineprocesses/1/outputs/99999999999999999999/',
+    '/api/pipelineprocesses/-1/',
+    '/api/pipelineprocesses/1.5/',
+])
+def test_ids_no_database_can_hold_are_not_found_not_server_errors(api, url):
+    assert api.get(url).status_code == 404
+
+
+def test_filter_by_a_huge_target_id_is_a_clear_400(api):
+    response = api.get('/api/pipelineprocesses/', {'target': '1892447295707480722505728'})
+    assert response.status_code == 400 and 'whole number' in response.json()['target'][0]

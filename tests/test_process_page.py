@@ -72,3 +72,9 @@ def test_log_feed_returns_only_lines_after_the_cursor(client, user, private_proc
     assert data['next'] == 5
     empty = client.get(f'/pipeline/{private_process.pk}/log/?after=5').json()
     assert empty['lines'] == [] and empty['next'] == 5 and empty['final'] is True
+
+
+def test_huge_ids_in_page_urls_are_not_found(client, user):
+    client.force_login(user)
+    assert client.get('/pipeline/99999999999999999999').status_code == 404
+    assert client.post('/pipeline/target/99999999999999999999/run/', {'pipeline': 'Example'}).status_code == 404

@@ -45,7 +45,7 @@ def test_target_page_has_the_pipelines_tab_with_the_form(client, user, target):
     assert 'id="pipelines-tab"' in page and 'id="pipelines"' in page
     assert '<label for="tom-education-pipeline" class="form-label">Pipeline</label>' in page
     assert f'value="{image.pk}" id="tom-education-product-{image.pk}"' in page
-    assert '>frame.fits</label>' in page
+    assert f'>{services.product_file_name(image)}</label>' in page
     # flags are labelled with their long_name, defaults pre-set
     assert re.search(r'name="flag::Flag demo::some_flag" id="[^"]+" checked>\s*<label[^>]*>Long name to be '
                      r'displayed in the UI</label>', page)

@@ -22,7 +22,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -110,8 +110,10 @@ class ProcessDetailSerializer(ProcessSerializer):
 
 class StartProcessSerializer(serializers.Serializer):
     pipeline = serializers.CharField(help_text='Name of a registered pipeline (see /api/pipelines/)')
-    target = serializers.IntegerField(min_value=1, help_text='Primary key of a target you may view')
-    input_files = serializers.ListField(child=serializers.IntegerField(min_value=1), allow_empty=True,
+    target = serializers.IntegerField(min_value=1, max_value=services.MAX_PK,
+                                      help_text='Primary key of a target you may view')
+    input_files = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=services.MAX_PK),
+                                        allow_empty=True,
                                         help_text='Primary keys of the target\'s data products')
     flags = serializers.DictField(child=serializers.JSONField(), required=False, default=dict,
                                   help_text='Flag name -> true/false; omitted flags take their defaults')
@@ -203,9 +205,10 @@ class ProcessViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
             return processes
         params = self.request.query_params
         if params.get('target'):
-            if not params['target'].isdigit():
-                raise ValidationError({'target': ['A target id is a positive integer.']})
-            processes = processes.filter(target_id=int(params['target']))
+            target = services.parse_pk(params['target'])
+            if target is None:
+                raise ValidationError({'target': ['A target id is a whole number from 1 to 2147483647.']})
+            processes = processes.filter(target_id=target)
         if params.get('state'):
             if params['state'] not in PROCESS_STATES:
                 raise ValidationError({'state': [f'Choose one of: {", ".join(PROCESS_STATES)}.']})
@@ -213,6 +216,14 @@ class ProcessViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
         if params.get('pipeline'):
             processes = processes.filter(pipeline=params['pipeline'])
         return processes
+
+    def get_object(self) -> PipelineProcess:
+        # a malformed or out-of-range id is simply not found (never an overflow in the database)
+        pk = services.parse_pk(self.kwargs.get('pk'))
+        if pk is None:
+            raise NotFound()
+        self.kwargs['pk'] = pk
+        return super().get_object()
 
     def get_serializer_class(self) -> type[serializers.Serializer]:
         return ProcessDetailSerializer if self.action == 'retrieve' else ProcessSerializer
@@ -314,7 +325,7 @@ class ProcessViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
     @action(detail=True, methods=['get'], url_path=r'outputs/(?P<product_pk>[^/]+)')
     def output(self, request: Request, pk: str | None = None, product_pk: str | None = None) -> FileResponse:
         """Download one output file of the process, from whatever storage holds it."""
-        product = get_object_or_404(self.get_object().output_products(), pk=product_pk)
+        product = get_object_or_404(self.get_object().output_products(), pk=services.parse_pk(product_pk) or 0)
         return FileResponse(product.data.open('rb'), as_attachment=True,
                             filename=services.product_file_name(product))
 

@@ -6,6 +6,7 @@ Every function that takes a ``user`` applies TOM permissions through ``targets_f
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
@@ -14,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from guardian.shortcuts import get_objects_for_user
@@ -38,6 +39,20 @@ logger = logging.getLogger(__name__)
 
 TASK_NAME = 'tom_education.run_pipeline_process'
 QUEUE_UNAVAILABLE = 'The pipeline queue is unavailable'
+
+
+#: Largest primary key any supported database stores in an AutoField column.
+MAX_PK = 2**31 - 1
+
+
+def parse_pk(value: Any) -> int | None:
+    """A primary key from user input, or None for anything else: text, signs, non-ASCII digits, and
+    numbers no key column can hold (SQLite raises OverflowError on those, a 500 if left unchecked)."""
+    text = str(value.pk if isinstance(value, Model) else value)
+    if not re.fullmatch(r'[0-9]{1,10}', text):
+        return None
+    number = int(text)
+    return number if 1 <= number <= MAX_PK else None
 
 
 class ProcessInputError(ValueError):
@@ -92,8 +107,8 @@ def resolve_flags(pipeline_class: type[PipelineProcess], flags: Mapping[str, Any
 
 
 def _resolve_target(user: Any, target: Target | int | str) -> Target:
-    pk = target.pk if isinstance(target, Target) else target
-    found = visible_targets(user).filter(pk=pk).first() if str(pk).isdigit() else None
+    pk = parse_pk(target)
+    found = visible_targets(user).filter(pk=pk).first() if pk is not None else None
     if found is None:
         raise ProcessInputError(f'Target {target} does not exist or you may not view it.', 'target')
     return found
@@ -104,10 +119,10 @@ def _resolve_products(
 ) -> list[DataProduct]:
     ids = []
     for product in products:
-        pk = product.pk if isinstance(product, DataProduct) else product
-        if not str(pk).isdigit():
-            raise ProcessInputError(f'"{pk}" is not a data product id.', 'input_files')
-        ids.append(int(pk))
+        pk = parse_pk(product)
+        if pk is None:
+            raise ProcessInputError(f'"{product}" is not a data product id.', 'input_files')
+        ids.append(pk)
     if not ids:
         raise ProcessInputError('Select at least one data product to run the pipeline on.', 'input_files')
     found = {product.pk: product for product in DataProduct.objects.filter(pk__in=ids)}

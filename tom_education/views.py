@@ -25,6 +25,9 @@ from tom_education.tabs import run_form_context, target_processes_context
 
 def get_visible(queryset: QuerySet, visible: QuerySet, pk: Any) -> Model:
     """The object ``pk`` of ``queryset``: 404 if it does not exist, 403 if the user may not see it."""
+    pk = services.parse_pk(pk)
+    if pk is None:
+        raise Http404
     found = visible.filter(pk=pk).first()
     if found is not None:
         return found
@@ -73,10 +76,7 @@ class ProcessLogView(VisibleProcessMixin, View):
         process = self.get_object()
         if process.is_active and services.reap_stale_processes():
             process.refresh_from_db()
-        try:
-            after = max(int(request.GET.get('after', 0)), 0)
-        except ValueError:
-            after = 0
+        after = services.parse_pk(request.GET.get('after', '')) or 0
         lines = services.log_lines(process, after=after)
         return JsonResponse({
             'lines': [{'seq': line.seq, 'message': line.message, 'level': line.level} for line in lines],

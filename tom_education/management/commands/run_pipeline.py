@@ -77,8 +77,8 @@ class Command(BaseCommand):
 
     def _target(self, name_or_pk: str) -> Target:
         target = Target.objects.filter(name=name_or_pk).first()
-        if target is None and name_or_pk.isdigit():
-            target = Target.objects.filter(pk=int(name_or_pk)).first()
+        if target is None and services.parse_pk(name_or_pk):
+            target = Target.objects.filter(pk=services.parse_pk(name_or_pk)).first()
         if target is None:
             target = Target.objects.filter(aliases__name=name_or_pk).first()
         if target is None:
