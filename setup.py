@@ -21,6 +21,12 @@ setup(
         'numpy',
         'drf-spectacular>=0.27',
         'psutil>=5.9',
+        'photutils>=3.0',
+        'scipy>=1.13',
+        'matplotlib>=3.8',
+        'Pillow>=10',
+        'imageio>=2.31',
+        'imageio-ffmpeg>=0.5',
     ],
     extras_require={
         'test': [

