@@ -100,7 +100,7 @@ def run_faulty(target, user, script):
 def test_worker_killed_with_sigkill_mid_run_never_stays_running(fault_worker, target, user, settings):
     process = run_faulty(target, user, {'steps': [{'action': 'sleep', 'seconds': 120}]})
     wait_for(process, lambda current: current.state == ASYNC_STATUS_RUNNING)
-    pool = [child.pid for child in psutil.Process(fault_worker.process.pid).children(recursive=True)]
+    pool = pool_of(fault_worker)
     os.killpg(fault_worker.process.pid, signal.SIGKILL)
     fault_worker.process.wait(timeout=10)
     elapsed = wait_final_like_a_page(process, timeout=settings.TOM_EDUCATION_HEARTBEAT_TIMEOUT + 20)
@@ -183,3 +183,20 @@ def test_load_200_submissions_from_20_clients(live_server, worker, target, user)
     assert states == {ASYNC_STATUS_CREATED: 200}
     assert PipelineProcess.objects.values('identifier').distinct().count() == 200
     assert 'database is locked' not in worker.log()
+
+
+def test_each_pipeline_lands_on_the_workers_of_its_queue(fault_worker, worker, target, user):
+    """``queue`` on the class routes runs: the fault worker serves only its queue, the main one the default."""
+    routed = run_faulty(target, user, {})
+    default = services.start_process(user=user, pipeline='Scripted', target=target,
+                                     input_files=[script_product(target, {})])
+    for process in (routed, default):
+        wait_for(process, lambda current: current.is_final)
+        assert process.state == ASYNC_STATUS_CREATED
+    assert int(routed.worker.rpartition(':')[2]) in pool_of(fault_worker)
+    assert int(default.worker.rpartition(':')[2]) in pool_of(worker)
+
+
+def pool_of(started: Worker) -> set[int]:
+    """The pids of a worker's pool processes, which run the tasks."""
+    return {child.pid for child in psutil.Process(started.process.pid).children(recursive=True)}

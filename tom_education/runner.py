@@ -75,6 +75,28 @@ def timed_out_message(seconds: float) -> str:
 CANCEL_SIGNAL = signal.SIGUSR2
 
 
+def descendant_pids(pid: int) -> set[int]:
+    """The processes below ``pid``.
+
+    Linux lists each thread's children in /proc: the cost follows the run's own (usually empty)
+    process tree, not every process on the host as a scan of /proc/*/stat does (psutil's way,
+    kept for systems without those files).
+    """
+    if not Path(f'/proc/{pid}/task/{pid}/children').exists():
+        return {child.pid for child in psutil.Process(pid).children(recursive=True)}
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for listing in Path(f'/proc/{todo.pop()}/task').glob('*/children'):
+            try:
+                children = {int(child) for child in listing.read_text().split()} - found
+            except OSError:  # the process ended while we looked
+                continue
+            found |= children
+            todo.extend(children)
+    return found
+
+
 class RunContext:
     """Worker-side companion of a running process: its log buffer, heartbeat and cancel flag.
 
@@ -100,7 +122,7 @@ class RunContext:
         self._previous_handler: Any = None
         self._in_pipeline = False
         # processes that exist before the run are not the run's to stop (a test runner's workers, say)
-        self._children_before = {child.pid for child in psutil.Process().children(recursive=True)}
+        self._children_before = descendant_pids(os.getpid())
         self._monitor = threading.Thread(target=self._watch, name=f'tom_education-{process.pk}', daemon=True)
 
     # --- called from the pipeline's thread ------------------------------------------------------
@@ -169,9 +191,13 @@ class RunContext:
 
     def stop_new_children(self) -> None:
         """Stop every process the run started (and their children): nothing outlives its run."""
-        children = [
-            child for child in psutil.Process().children(recursive=True) if child.pid not in self._children_before
-        ]
+        pids = descendant_pids(os.getpid()) - self._children_before
+        if not pids:
+            return
+        children = []
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                children.append(psutil.Process(pid))
         for child in children:
             with contextlib.suppress(psutil.Error):
                 child.terminate()
@@ -253,8 +279,8 @@ class _ProcessLogHandler(logging.Handler):
             self.handleError(record)
 
 
-def claim(pk: int) -> PipelineProcess | None:
-    """Mark the process running on this worker, or None when it must not run here.
+def claim(pk: int) -> str | None:
+    """Mark the process running here and return its pipeline's name; None when it must not run here.
 
     A redelivered message finds the row already running: if the worker that ran it is still
     alive (its heartbeat is fresh) we leave it alone, otherwise we take over, counting attempts
@@ -263,7 +289,9 @@ def claim(pk: int) -> PipelineProcess | None:
     # a dead worker's last heartbeat goes stale within this time; a live one keeps it fresh
     deadline = time.monotonic() + conf.heartbeat_timeout() + 2 * conf.heartbeat_interval()
     while True:
-        row = PipelineProcess.objects.filter(pk=pk).values('state', 'attempts', 'heartbeat', 'worker').first()
+        row = PipelineProcess.objects.filter(pk=pk).values(
+            'state', 'attempts', 'heartbeat', 'worker', 'pipeline'
+        ).first()
         if row is None or row['state'] not in ACTIVE_STATES:
             return None
         if row['state'] == ASYNC_STATUS_RUNNING and not _previous_run_is_gone(row):
@@ -286,7 +314,7 @@ def claim(pk: int) -> PipelineProcess | None:
             started=now, heartbeat=now, worker=worker_name(),
         )
         if claimed:
-            return PipelineProcess.objects.get(pk=pk)
+            return row['pipeline']
         # another worker changed the row between our read and write: look again
 
 
@@ -311,15 +339,15 @@ def run_process(pk: int, soft_time_limit: float | None = None) -> None:
 
     ``soft_time_limit`` is the limit the message was sent with, quoted if the run times out.
     """
-    row = claim(pk)
-    if row is None:
+    pipeline = claim(pk)
+    if pipeline is None:
         return
     try:
-        pipeline_class = registry.get(row.pipeline)
+        pipeline_class = registry.get(pipeline)
     except registry.UnknownPipeline as exc:
         finish(pk, ASYNC_STATUS_FAILED, str(exc))
         return
-    process = pipeline_class.objects.get(pk=pk)
+    process = pipeline_class.objects.select_related('target').get(pk=pk)
     context = RunContext(process)
     process._run = context
     handler = _ProcessLogHandler(context)

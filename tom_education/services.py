@@ -270,6 +270,11 @@ def log_lines(process: PipelineProcess, after: int = 0, limit: int = 1000) -> li
     return list(PipelineLogLine.objects.filter(process=process, seq__gt=after).order_by('seq')[:limit])
 
 
+def log_tail(process: PipelineProcess, count: int) -> list[PipelineLogLine]:
+    """The last ``count`` lines, in order."""
+    return list(PipelineLogLine.objects.filter(process=process).order_by('-seq')[:count])[::-1]
+
+
 def summary(process: PipelineProcess) -> dict[str, Any]:
     """The facts about a process a script needs, as plain JSON-able values."""
     reduced = process.output_reduced_data()

@@ -10,6 +10,7 @@ urlpatterns = [
     path('pipelines/', views.ProcessListView.as_view(), name='process_list'),
     re_path(r'^pipeline/(?P<pk>\d+)/?$', views.ProcessDetailView.as_view(), name='process_detail'),
     path('pipeline/<int:pk>/log/', views.ProcessLogView.as_view(), name='process_log'),
+    path('pipeline/<int:pk>/log.txt', views.ProcessLogDownloadView.as_view(), name='process_log_download'),
     path('pipeline/<int:pk>/cancel/', views.ProcessCancelView.as_view(), name='process_cancel'),
     path('pipeline/<int:pk>/rerun/', views.ProcessRerunView.as_view(), name='process_rerun'),
     path('pipeline/target/<int:pk>/run/', views.TargetRunView.as_view(), name='target_run'),

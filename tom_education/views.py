@@ -11,7 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views import View
 from django.views.generic import DetailView, ListView
@@ -21,6 +21,9 @@ from tom_education import registry, services
 from tom_education.forms import RunForm
 from tom_education.models import ASYNC_STATUS_FAILED, STATE_CHOICES, PipelineProcess
 from tom_education.tabs import run_form_context, target_processes_context
+
+#: Log lines the process page shows when it opens (the most recent ones).
+PAGE_LOG_LINES = 2000
 
 
 def get_visible(queryset: QuerySet, visible: QuerySet, pk: Any) -> Model:
@@ -53,10 +56,12 @@ class ProcessDetailView(VisibleProcessMixin, DetailView):
         process = self.object
         if process.is_active and services.reap_stale_processes():
             process.refresh_from_db()
-        lines = services.log_lines(process, limit=10_000)
+        # the page opens on the end of the log; the whole of a long one is a download away
+        lines = services.log_tail(process, PAGE_LOG_LINES)
         user = self.request.user
         context.update({
             'log_lines': lines,
+            'earlier_lines': lines[0].seq - 1 if lines else 0,
             'cursor': lines[-1].seq if lines else 0,
             'inputs': [
                 (product, services.product_file_name(product)) for product in process.input_files.order_by('data')
@@ -87,6 +92,17 @@ class ProcessLogView(VisibleProcessMixin, View):
             'failure_message': process.failure_message,
             'final': process.is_final,
         })
+
+
+class ProcessLogDownloadView(VisibleProcessMixin, View):
+    """The whole log as plain text, streamed: however long it grew, memory stays flat."""
+
+    def get(self, request: HttpRequest, pk: int) -> StreamingHttpResponse:
+        process = self.get_object()
+        lines = process.log_lines.order_by('seq').values_list('message', flat=True).iterator(chunk_size=2000)
+        response = StreamingHttpResponse((f'{line}\n' for line in lines), content_type='text/plain; charset=utf-8')
+        response['Content-Disposition'] = f'attachment; filename="{process.identifier}.log"'
+        return response
 
 
 class ProcessCancelView(VisibleProcessMixin, View):
