@@ -15,6 +15,7 @@ import redis
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
+from guardian.shortcuts import assign_perm
 from tom_dataproducts.models import DataProduct
 from tom_targets.models import Target
 
@@ -116,6 +117,15 @@ def target(db) -> Target:
     return Target.objects.create(
         name='M31 test', type=Target.SIDEREAL, ra=10.6847, dec=41.2687, permissions=Target.Permissions.PUBLIC
     )
+
+
+@pytest.fixture
+def private_target(user) -> Target:
+    """A PRIVATE target that ``user`` (and only they, besides superusers) may view."""
+    private = Target.objects.create(name='Private target', type=Target.SIDEREAL, ra=1, dec=2,
+                                    permissions=Target.Permissions.PRIVATE)
+    assign_perm('tom_targets.view_target', user, private)
+    return private
 
 
 def make_product(target: Target, name: str, content: bytes | str = b'SIMPLE  =                    T') -> DataProduct:

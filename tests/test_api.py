@@ -6,7 +6,6 @@ import sys
 import time
 
 import pytest
-from guardian.shortcuts import assign_perm
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 from tom_targets.models import Target
@@ -31,14 +30,6 @@ def api(user):
 @pytest.fixture
 def other_api(other_user):
     return token_client(other_user)
-
-
-@pytest.fixture
-def private_target(user):
-    target = Target.objects.create(name='Private API target', type=Target.SIDEREAL, ra=3, dec=4,
-                                   permissions=Target.Permissions.PRIVATE)
-    assign_perm('tom_targets.view_target', user, target)
-    return target
 
 
 @pytest.fixture

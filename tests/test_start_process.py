@@ -3,7 +3,6 @@ import re
 
 import pytest
 from django.test import override_settings
-from guardian.shortcuts import assign_perm
 from tom_targets.models import Target
 
 from tests.conftest import make_product
@@ -11,15 +10,6 @@ from tom_education import services
 from tom_education.models import ASYNC_STATUS_FAILED, ASYNC_STATUS_PENDING, PipelineProcess, new_identifier
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def private_target(db, user):
-    target = Target.objects.create(
-        name='Private one', type=Target.SIDEREAL, ra=1, dec=2, permissions=Target.Permissions.PRIVATE
-    )
-    assign_perm('tom_targets.view_target', user, target)
-    return target
 
 
 def start(**overrides):

@@ -4,8 +4,6 @@ import re
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import override_settings
-from guardian.shortcuts import assign_perm
-from tom_targets.models import Target
 
 from tests.conftest import make_product, script_product
 from tom_education import services
@@ -24,14 +22,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def no_worker_needed(settings):
     # these tests look at pages, not at runs: queue into a queue no worker consumes
     settings.TOM_EDUCATION_CELERY_APP = 'tests.unused_queue.app'
-
-
-@pytest.fixture
-def private_target(user):
-    target = Target.objects.create(name='Private target', type=Target.SIDEREAL, ra=1, dec=2,
-                                   permissions=Target.Permissions.PRIVATE)
-    assign_perm('tom_targets.view_target', user, target)
-    return target
 
 
 def run_url(target):

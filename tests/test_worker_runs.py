@@ -191,6 +191,7 @@ def test_hard_time_limit_kills_and_fails_with_timed_out(worker, target, user):
     wait_final(process, timeout=60)
     assert process.state == ASYNC_STATUS_FAILED
     assert process.failure_message.startswith('The pipeline timed out after 5 s.')
+    assert not tmpdir_of(process).parent.exists()
 
 
 def test_reaper_fails_runs_whose_heartbeat_stopped(target, user):

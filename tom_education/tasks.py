@@ -20,8 +20,8 @@ class PipelineTask(Task):
         """The hard time limit kills the child process; the worker's main process records why here."""
         if isinstance(exc, TimeLimitExceeded) and args:
             seconds = exc.args[0] if exc.args and isinstance(exc.args[0], (int, float)) else conf.hard_time_limit()
+            runner.remove_workdirs(args[0])  # the killed child could not clean up after itself
             runner.finish(args[0], ASYNC_STATUS_FAILED, runner.timed_out_message(seconds))
-            runner.remove_workdirs(args[0])
 
 
 @shared_task(
