@@ -44,3 +44,13 @@ def test_unknown_name_lists_the_registered_ones():
     with override_settings(TOM_EDUCATION_PIPELINES=GOOD):
         with pytest.raises(registry.UnknownPipeline, match='Unknown pipeline "X". Registered pipelines: "Example".'):
             registry.get('X')
+
+
+def test_description_comes_from_the_class_not_from_djangos_generated_docstring():
+    from tests.bad_pipelines import HostileFlag
+    from tests.spec_pipelines import ExamplePipelineProcess
+
+    # the spec's example has no docstring of its own: Django's "Name(id, ...)" must not be shown
+    assert ExamplePipelineProcess.__doc__.startswith('ExamplePipelineProcess(id, ')
+    assert ExamplePipelineProcess.describe() == ''
+    assert HostileFlag.describe() == 'A pipeline whose texts try to inject markup, to prove the pages escape them.'

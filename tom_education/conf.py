@@ -12,7 +12,8 @@ from typing import Any
 
 from django.conf import settings
 
-EMBEDDED_BROKER_URL = 'filesystem://'
+# the host part is never used by the filesystem transport, but without it kombu warns on every connection
+EMBEDDED_BROKER_URL = 'filesystem://localhost/'
 
 
 def pipelines() -> dict[str, str]:

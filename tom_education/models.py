@@ -95,6 +95,8 @@ class PipelineProcess(models.Model):
     allowed_suffixes: list[str] | None = None
     #: Boolean parameters: ``{'name': {'default': bool, 'long_name': str}}``, passed to ``do_pipeline``.
     flags: dict[str, dict[str, Any]] | None = None
+    #: Shown next to the pipeline's name on the page and in the API; defaults to the docstring's first paragraph.
+    description = ''
     #: Celery queue this pipeline's runs are sent to; ``None`` uses the worker's default queue.
     queue: str | None = None
 
@@ -205,9 +207,17 @@ class PipelineProcess(models.Model):
 
     @classmethod
     def describe(cls) -> str:
-        """First paragraph of the class docstring, shown next to the pipeline's name."""
+        """``description`` if the class sets one, else the first paragraph of its docstring.
+
+        Django gives a model without a docstring one of its own, "Name(id, field, ...)": that is
+        not a description, so it is left out.
+        """
+        if cls.description:
+            return cls.description
         doc = (cls.__doc__ or '').strip()
-        return doc.split('\n\n', 1)[0].replace('\n', ' ').strip() if doc else ''
+        if not doc or doc.startswith(f'{cls.__name__}(id, '):
+            return ''
+        return ' '.join(doc.split('\n\n', 1)[0].split())
 
     @property
     def is_active(self) -> bool:

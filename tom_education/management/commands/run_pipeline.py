@@ -82,7 +82,7 @@ class Command(BaseCommand):
         if target is None:
             target = Target.objects.filter(aliases__name=name_or_pk).first()
         if target is None:
-            raise CommandError(f'No target named "{name_or_pk}" (or with that primary key).')
+            raise CommandError(f'No target named "{name_or_pk}" (by name, alias or primary key).')
         return target
 
     def _follow(self, process: PipelineProcess) -> None:
