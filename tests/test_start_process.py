@@ -88,3 +88,11 @@ def test_unreachable_queue_fails_the_row_with_a_message(target, user):
     stored = PipelineProcess.objects.get(pk=process.pk)
     assert stored.state == ASYNC_STATUS_FAILED
     assert list(stored.input_files.all()) == [product]
+
+
+def test_products_of_targets_the_user_cannot_see_are_not_named(private_target, target, other_user):
+    secret = make_product(private_target, 'secret-plan.json', '{}')
+    with pytest.raises(services.ProcessInputError) as caught:
+        start(user=other_user, pipeline='Scripted', target=target, input_files=[secret])
+    assert caught.value.message == f'Data product(s) {secret.pk} do not exist.'
+    assert 'secret' not in caught.value.message

@@ -126,6 +126,11 @@ def _resolve_products(
     if not ids:
         raise ProcessInputError('Select at least one data product to run the pipeline on.', 'input_files')
     found = {product.pk: product for product in DataProduct.objects.filter(pk__in=ids)}
+    # a product of a target the user may not view is treated as one that does not exist: no name leaks
+    seen = set(visible_targets(user).filter(
+        pk__in={product.target_id for product in found.values()}
+    ).values_list('pk', flat=True))
+    found = {pk: product for pk, product in found.items() if product.target_id in seen}
     usable = set(visible_products(user, target).filter(pk__in=ids).values_list('pk', flat=True))
     missing = [str(pk) for pk in ids if pk not in found]
     if missing:
