@@ -44,6 +44,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tom_education.testing import WorkerProcess
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BROKER = 'redis://127.0.0.1:6379/14'
 NOOP = 'Bench no-op'
@@ -245,53 +247,17 @@ class Postgres:
         self._execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
-class Worker:
-    """A ``celery worker`` subprocess in its own process group, killed with its pool at the end."""
+class Worker(WorkerProcess):
+    """A worker of the bench: its pool processes are ours to stop at the end, with a grace period."""
 
     def __init__(self, name: str, app: str, queue: str, env: dict[str, str], log_path: Path) -> None:
-        self.name = name
-        self.log_path = log_path
-        self.log_file = log_path.open('wb')
-        command = [
-            sys.executable, '-m', 'celery', '-A', app, 'worker', '-P', 'prefork', '-c', '2', '-Q', queue,
-            '-n', f'{name}@%h', '-l', 'info', '--without-gossip', '--without-mingle', '--without-heartbeat',
-        ]
-        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self.log_file,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait_ready(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if b' ready.' in self.log_path.read_bytes():
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.2)
-        tail = self.log_path.read_text(errors='replace')[-3000:]
-        raise RuntimeError(f'the {self.name} worker did not start:\n{tail}')
+        super().__init__(name, app, queue, env, log_path, cwd=ROOT)
 
     def errors(self) -> list[str]:
-        text = self.log_path.read_text(errors='replace')
-        return [line for line in text.splitlines() if ' ERROR' in line or 'Traceback' in line]
+        return [line for line in self.log().splitlines() if ' ERROR' in line or 'Traceback' in line]
 
-    def stop(self) -> None:
-        if self.log_file.closed:
-            return
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=30)
-            except ProcessLookupError:
-                pass
-        # children of the pool that outlived their parent share its process group
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.log_file.close()
+    def stop(self, grace: float = 10) -> None:
+        super().stop(grace)
 
 
 @dataclass

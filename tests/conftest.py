@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +17,7 @@ from tom_dataproducts.models import DataProduct
 from tom_targets.models import Target
 
 from tom_education.models import PipelineProcess
+from tom_education.testing import WorkerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 QUEUE = os.environ['TOM_EDUCATION_TEST_QUEUE']
@@ -34,11 +32,10 @@ def redis_broker() -> None:
         pytest.exit(f'Redis is not reachable at {settings.CELERY_BROKER_URL} ({exc}); run scripts/test', 2)
 
 
-class Worker:
-    """A ``celery -A tom_education worker`` process in its own process group."""
+class Worker(WorkerProcess):
+    """A ``celery -A tom_education worker`` with the test settings, sharing the test database; started ready."""
 
     def __init__(self, name: str, queues: str, extra_env: dict[str, str] | None = None, concurrency: int = 2):
-        self.log_path = Path(os.environ['TOM_EDUCATION_VAR_DIR']) / f'worker-{name}.log'
         env = {
             **os.environ,
             'DJANGO_SETTINGS_MODULE': 'tests.settings',
@@ -46,36 +43,10 @@ class Worker:
             'PYTHONPATH': str(ROOT),
             **(extra_env or {}),
         }
-        command = [
-            sys.executable, '-m', 'celery', '-A', 'tom_education', 'worker', '-l', 'info', '-P', 'prefork',
-            '-c', str(concurrency), '-Q', queues, '-n', f'{name}-{QUEUE}@%h',
-            '--without-gossip', '--without-mingle', '--without-heartbeat',
-        ]
-        self.log_file = self.log_path.open('wb')
-        self.process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        self._wait_ready()
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if b' ready.' in self.log_path.read_bytes():
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f'the Celery worker did not start:\n{self.log_path.read_text()[-3000:]}')
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors='replace')
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
-        self.log_file.close()
+        super().__init__(f'{name}-{QUEUE}', 'tom_education', queues, env,
+                         Path(os.environ['TOM_EDUCATION_VAR_DIR']) / f'worker-{name}.log',
+                         cwd=ROOT, concurrency=concurrency)
+        self.wait_ready(timeout=90)
 
 
 @pytest.fixture(scope='session')
