@@ -12,15 +12,16 @@ import math
 import re
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from astropy.io import fits
 from astropy.time import Time
 from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS, FITSFixedWarning
+from tom_dataproducts.models import DataProduct
 
-from tom_education.models import AsyncError
+from tom_education.models import AsyncError, PipelineProcess
 
 #: Suffixes of the files the science pipelines accept (``.fz`` covers ``.fits.fz``).
 FITS_SUFFIXES = ['.fits', '.fit', '.fts', '.fz', '.fits.gz', '.fit.gz', '.fts.gz']
@@ -186,6 +187,13 @@ def header_number(header: fits.Header, *keys: str) -> float | None:
 
 def _finite(value: object) -> bool:
     return isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(float(value))
+
+
+def read_frames(process: PipelineProcess, products: list[DataProduct]) -> list[FrameInfo]:
+    """The headers of a run's inputs, in time order: pixels are read later, one frame at a time."""
+    return sort_by_time([
+        read_frame_info(process.input_path(product), PurePosixPath(product.data.name).name) for product in products
+    ])
 
 
 def sort_by_time(frames: list[FrameInfo]) -> list[FrameInfo]:

@@ -32,9 +32,8 @@ from tom_education.pipelines.fitsio import (
     FrameInfo,
     describe_span,
     header_number,
-    read_frame_info,
+    read_frames,
     read_pixels,
-    sort_by_time,
 )
 
 #: Defaults of the ``TOM_EDUCATION_PHOTOMETRY`` setting; lengths are in pixels.
@@ -303,7 +302,7 @@ class AperturePhotometryPipeline(PipelineProcess):
         recentre_flag, differential = flags.get('recentre', True), flags.get('differential', False)
         products = list(self.input_files.all())
         with self.update_status(f'Reading the headers of {len(products)} frames'):
-            frames = sort_by_time([read_frame_info(self.input_path(product), _name(product)) for product in products])
+            frames = read_frames(self, products)
             self.log(f'Measuring {describe_span(frames)}')
 
         with self.update_status(f'Measuring the target in {len(frames)} frames'):
@@ -468,10 +467,6 @@ def _error_model_note(gain: float | None, read_noise: float | None) -> str:
 
 def _on_chip(shape: tuple[int, int], x: float, y: float) -> bool:
     return -0.5 <= x <= shape[1] - 0.5 and -0.5 <= y <= shape[0] - 0.5
-
-
-def _name(product: DataProduct) -> str:
-    return Path(product.data.name).name
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:

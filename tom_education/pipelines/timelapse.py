@@ -36,9 +36,8 @@ from tom_education.pipelines.fitsio import (
     FITS_SUFFIXES,
     FrameInfo,
     describe_span,
-    read_frame_info,
+    read_frames,
     read_pixels,
-    sort_by_time,
 )
 
 #: Defaults of the ``TOM_EDUCATION_TIMELAPSE`` setting.
@@ -294,9 +293,7 @@ class TimelapsePipeline(PipelineProcess):
         normalise, crop = flags.get('normalise_background', True), flags.get('crop_to_target', False)
         products = list(self.input_files.all())
         with self.update_status(f'Reading the headers of {len(products)} frames'):
-            frames = sort_by_time([
-                read_frame_info(self.input_path(product), Path(product.data.name).name) for product in products
-            ])
+            frames = read_frames(self, products)
             self.log(f'Ordered {describe_span(frames)} by observation time')
         if crop:
             usable = [frame for frame in frames if frame.wcs is not None]
