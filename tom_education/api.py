@@ -285,15 +285,10 @@ class ProcessViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
         process = self.get_object()
         after = _bounded_int(request.query_params.get('after'), 'after', 0, 0, 2**31 - 1)
         limit = _bounded_int(request.query_params.get('limit'), 'limit', 1000, 1, 10_000)
-        if process.is_active and services.reap_stale_processes():
-            process.refresh_from_db()
-        lines = services.log_lines(process, after=after, limit=limit)
+        page = services.log_page(process, after=after, limit=limit)
         return Response(LogPageSerializer({
-            'lines': lines,
-            'next': lines[-1].seq if lines else after,
-            'state': process.state,
-            'status': process.status,
-            'final': process.is_final and len(lines) < limit,
+            'lines': page.lines, 'next': page.next, 'state': process.state, 'status': process.status,
+            'final': page.final,
         }).data)
 
     @documented(request=None, responses={200: ProcessSerializer, 401: UNAUTHENTICATED, 403: ErrorSerializer,

@@ -9,6 +9,7 @@ import logging
 import re
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import PurePosixPath
 from typing import Any
@@ -270,9 +271,35 @@ def reap_stale_processes() -> int:
     return reaped
 
 
+def refresh_if_lost(process: PipelineProcess) -> None:
+    """Before showing an active process, fail it (and the others) if its worker stopped beating."""
+    if process.is_active and reap_stale_processes():
+        process.refresh_from_db()
+
+
 def log_lines(process: PipelineProcess, after: int = 0, limit: int = 1000) -> list[PipelineLogLine]:
     """Log lines with a sequence number above ``after``: a poll with nothing new is one indexed query."""
     return list(PipelineLogLine.objects.filter(process=process, seq__gt=after).order_by('seq')[:limit])
+
+
+@dataclass(frozen=True)
+class LogPage:
+    """What a poller needs: the new lines, the cursor for the next poll, and whether to stop."""
+
+    lines: list[PipelineLogLine]
+    next: int
+    final: bool
+
+
+def log_page(process: PipelineProcess, after: int = 0, limit: int = 1000) -> LogPage:
+    """The lines after the cursor, with the process's state brought up to date first.
+
+    ``final`` is true only once the process has ended and this page holds its last lines: lines
+    are written before the final state, so a poller can stop at the first final page.
+    """
+    refresh_if_lost(process)
+    lines = log_lines(process, after=after, limit=limit)
+    return LogPage(lines, lines[-1].seq if lines else after, process.is_final and len(lines) < limit)
 
 
 def log_tail(process: PipelineProcess, count: int) -> list[PipelineLogLine]:

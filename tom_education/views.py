@@ -54,8 +54,7 @@ class ProcessDetailView(VisibleProcessMixin, DetailView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         process = self.object
-        if process.is_active and services.reap_stale_processes():
-            process.refresh_from_db()
+        services.refresh_if_lost(process)
         # the page opens on the end of the log; the whole of a long one is a download away
         lines = services.log_tail(process, PAGE_LOG_LINES)
         user = self.request.user
@@ -79,18 +78,15 @@ class ProcessLogView(VisibleProcessMixin, View):
 
     def get(self, request: HttpRequest, pk: int) -> JsonResponse:
         process = self.get_object()
-        if process.is_active and services.reap_stale_processes():
-            process.refresh_from_db()
-        after = services.parse_pk(request.GET.get('after', '')) or 0
-        lines = services.log_lines(process, after=after)
+        page = services.log_page(process, after=services.parse_pk(request.GET.get('after', '')) or 0)
         return JsonResponse({
-            'lines': [{'seq': line.seq, 'message': line.message, 'level': line.level} for line in lines],
-            'next': lines[-1].seq if lines else after,
+            'lines': [{'seq': line.seq, 'message': line.message, 'level': line.level} for line in page.lines],
+            'next': page.next,
             'state': process.state,
             'state_display': process.get_state_display(),
             'status': process.status,
             'failure_message': process.failure_message,
-            'final': process.is_final,
+            'final': page.final,
         })
 
 
