@@ -65,3 +65,12 @@ def test_bad_arguments_give_a_clear_error(target, arguments, message):
     with pytest.raises(CommandError, match=re.escape(message)):
         call_command('run_pipeline', *arguments)
     assert not PipelineProcess.objects.exists()
+
+
+def test_all_takes_only_the_products_the_pipeline_accepts(worker, target, capsys):
+    fits = make_product(target, 'frame.fits')
+    make_product(target, 'earlier_output.png', 'png')
+    call_command('run_pipeline', 'Example', '--target', target.name, '--all')
+    process = PipelineProcess.objects.get()
+    assert list(process.input_files.all()) == [fits]
+    assert process.state == 'created'

@@ -3,6 +3,7 @@ import re
 
 import pytest
 from django.test import override_settings
+from guardian.shortcuts import assign_perm
 from tom_targets.models import Target
 
 from tests.conftest import make_product
@@ -96,3 +97,13 @@ def test_products_of_targets_the_user_cannot_see_are_not_named(private_target, t
         start(user=other_user, pipeline='Scripted', target=target, input_files=[secret])
     assert caught.value.message == f'Data product(s) {secret.pk} do not exist.'
     assert 'secret' not in caught.value.message
+
+
+@override_settings(TARGET_PERMISSIONS_ONLY=False)
+def test_with_per_product_permissions_unpermitted_products_are_not_named(target, user):
+    hidden = make_product(target, 'no-permission.json', '{}')
+    with pytest.raises(services.ProcessInputError) as caught:
+        start(user=user, pipeline='Scripted', target=target, input_files=[hidden])
+    assert caught.value.message == f'Data product(s) {hidden.pk} do not exist.'
+    assign_perm('tom_dataproducts.view_dataproduct', user, hidden)
+    assert start(user=user, pipeline='Scripted', target=target, input_files=[hidden]).input_files.get() == hidden

@@ -241,3 +241,21 @@ def test_status_longer_than_the_field_is_shortened_not_fatal(user, target):
     process.save()
     process.refresh_from_db()
     assert len(process.status) == 255 and process.status.endswith('…')
+
+
+def test_target_process_list_fails_a_lost_run_and_stops_refreshing(client, user, target):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    process = services.start_process(user=user, pipeline='Scripted', target=target,
+                                     input_files=[script_product(target, {})])
+    half_a_minute_ago = timezone.now() - timedelta(seconds=30)
+    PipelineProcess.objects.filter(pk=process.pk).update(
+        state='running', heartbeat=half_a_minute_ago, started=half_a_minute_ago
+    )
+    client.force_login(user)
+    fragment = client.get(f'/pipeline/target/{target.pk}/processes/').content.decode()
+    process.refresh_from_db()
+    assert process.state == ASYNC_STATUS_FAILED and 'stopped responding' in process.failure_message
+    assert 'hx-trigger' not in fragment

@@ -200,9 +200,12 @@ class ProcessViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
     serializer_class = ProcessSerializer
 
     def get_queryset(self) -> QuerySet:
-        processes = services.visible_processes(self.request.user).prefetch_related('input_files')
+        processes = services.visible_processes(self.request.user)
+        if self.action == 'retrieve':
+            return processes.prefetch_related('input_files')
         if self.action != 'list':
             return processes
+        processes = processes.prefetch_related('input_files')
         params = self.request.query_params
         if params.get('target'):
             target = services.parse_pk(params['target'])

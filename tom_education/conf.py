@@ -53,6 +53,11 @@ def log_flush_interval() -> float:
     return float(getattr(settings, 'TOM_EDUCATION_LOG_FLUSH_INTERVAL', 0.5))
 
 
+def max_text_output_bytes() -> int:
+    """Largest file saved as the text of a ReducedDatum (larger files belong in a DataProduct)."""
+    return int(getattr(settings, 'TOM_EDUCATION_MAX_TEXT_OUTPUT_BYTES', 10 * 1024 * 1024))
+
+
 def celery_app_path() -> str:
     """Dotted path of the Celery app used to enqueue runs; a TOM with its own app points this at it."""
     return getattr(settings, 'TOM_EDUCATION_CELERY_APP', 'tom_education.celery.app')

@@ -22,7 +22,7 @@ from django.core.files.storage import FileSystemStorage
 from django.db import connections, models, router, transaction
 from django.urls import reverse
 from django.utils import timezone
-from tom_dataproducts.models import DataProduct, DataProductGroup
+from tom_dataproducts.models import DataProduct, DataProductGroup, PhotometryReducedDatum, ReducedDatum
 
 if TYPE_CHECKING:
     from tom_education.runner import RunContext
@@ -99,6 +99,8 @@ class PipelineProcess(models.Model):
     description = ''
     #: Celery queue this pipeline's runs are sent to; ``None`` uses the worker's default queue.
     queue: str | None = None
+    #: Set by the worker while the process runs (see runner.RunContext); None everywhere else.
+    _run: RunContext | None = None
 
     identifier = models.CharField(max_length=150, unique=True)
     pipeline = models.CharField(max_length=100, db_index=True, help_text='Name the pipeline is registered under')
@@ -127,10 +129,6 @@ class PipelineProcess(models.Model):
     class Meta:
         ordering = ('-created', '-pk')
         verbose_name_plural = 'pipeline processes'
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._run: RunContext | None = None
 
     def __str__(self) -> str:
         return self.identifier
@@ -240,8 +238,6 @@ class PipelineProcess(models.Model):
 
     def output_reduced_data(self) -> dict[str, models.QuerySet]:
         """The reduced data this run saved, by model name."""
-        from tom_dataproducts.models import PhotometryReducedDatum, ReducedDatum
-
         lookup = {'source_name': REDUCED_DATUM_SOURCE, 'source_location': self.identifier}
         return {
             'ReducedDatum': ReducedDatum.objects.filter(**lookup),

@@ -11,13 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.core.files import File
 from django.db import transaction
 from tom_dataproducts import models as dataproduct_models
 from tom_dataproducts.models import DataProduct, DataProductGroup, PhotometryReducedDatum, ReducedDatum
 
-from tom_education import lightcurve
+from tom_education import conf, lightcurve
 from tom_education.models import REDUCED_DATUM_SOURCE, AsyncError, PipelineOutput, PipelineProcess
 
 #: ``data_type`` of a ReducedDatum output saved without a tag.
@@ -31,11 +30,6 @@ class CheckedOutput:
     name: str
     model: type
     tag: str
-
-
-def max_text_bytes() -> int:
-    """Largest file saved as the text of a ReducedDatum (larger files belong in a DataProduct)."""
-    return int(getattr(settings, 'TOM_EDUCATION_MAX_TEXT_OUTPUT_BYTES', 10 * 1024 * 1024))
 
 
 def known_data_product_types() -> set[str]:
@@ -71,7 +65,7 @@ def check_outputs(raw_outputs: Any, tmpdir: Path) -> list[CheckedOutput]:
                 f'Output {resolved.name} has tag "{tag}", which is not a data product type of this TOM: '
                 f'add "{tag}" to DATA_PRODUCT_TYPES in settings.py'
             )
-        if output.output_type is ReducedDatum and resolved.stat().st_size > max_text_bytes():
+        if output.output_type is ReducedDatum and resolved.stat().st_size > conf.max_text_output_bytes():
             raise AsyncError(
                 f'Output {resolved.name} is too large to store as a ReducedDatum '
                 f'({resolved.stat().st_size} bytes); return it as a DataProduct instead'

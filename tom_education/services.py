@@ -80,10 +80,14 @@ def visible_processes(user: Any) -> QuerySet:
     return processes.filter(target__in=visible_targets(user).values('pk'))
 
 
-def visible_products(user: Any, target: Target) -> QuerySet:
-    """The target's data products ``user`` may use as inputs."""
-    products = DataProduct.objects.filter(target=target)
-    if user is None or getattr(settings, 'TARGET_PERMISSIONS_ONLY', True) or user.is_superuser:
+def visible_products(user: Any, target: Target | None = None) -> QuerySet:
+    """The data products ``user`` may see (of ``target`` only, when given): those of visible targets,
+    and with ``TARGET_PERMISSIONS_ONLY = False`` only those the user holds ``view_dataproduct`` on."""
+    products = DataProduct.objects.all() if target is None else DataProduct.objects.filter(target=target)
+    if user is None:
+        return products
+    products = products.filter(target__in=visible_targets(user).values('pk'))
+    if getattr(settings, 'TARGET_PERMISSIONS_ONLY', True) or user.is_superuser:
         return products
     return get_objects_for_user(user, 'tom_dataproducts.view_dataproduct', products)
 
@@ -126,17 +130,12 @@ def _resolve_products(
         ids.append(pk)
     if not ids:
         raise ProcessInputError('Select at least one data product to run the pipeline on.', 'input_files')
-    found = {product.pk: product for product in DataProduct.objects.filter(pk__in=ids)}
-    # a product of a target the user may not view is treated as one that does not exist: no name leaks
-    seen = set(visible_targets(user).filter(
-        pk__in={product.target_id for product in found.values()}
-    ).values_list('pk', flat=True))
-    found = {pk: product for pk, product in found.items() if product.target_id in seen}
-    usable = set(visible_products(user, target).filter(pk__in=ids).values_list('pk', flat=True))
+    # a product the user may not see is reported like one that does not exist: no name leaks
+    found = {product.pk: product for product in visible_products(user).filter(pk__in=ids)}
     missing = [str(pk) for pk in ids if pk not in found]
     if missing:
         raise ProcessInputError(f'Data product(s) {", ".join(missing)} do not exist.', 'input_files')
-    foreign = [product_file_name(found[pk]) for pk in ids if found[pk].target_id != target.pk or pk not in usable]
+    foreign = [product_file_name(found[pk]) for pk in ids if found[pk].target_id != target.pk]
     if foreign:
         raise ProcessInputError(
             f'Data product(s) {", ".join(foreign)} do not belong to target {target.name}.', 'input_files'
@@ -196,7 +195,7 @@ def enqueue(process: PipelineProcess) -> bool:
             TASK_NAME,
             args=[process.pk],
             task_id=process.task_id,
-            queue=getattr(type(process), 'queue', None) or None,
+            queue=process.queue or None,
             soft_time_limit=conf.soft_time_limit(),
             time_limit=conf.hard_time_limit(),
             retry=True,
@@ -271,9 +270,17 @@ def reap_stale_processes() -> int:
     return reaped
 
 
+def looks_lost(process: PipelineProcess) -> bool:
+    """Whether a running process's heartbeat is stale, judged from the row already loaded (no query)."""
+    return (
+        process.state == ASYNC_STATUS_RUNNING and process.heartbeat is not None
+        and (timezone.now() - process.heartbeat).total_seconds() > conf.heartbeat_timeout()
+    )
+
+
 def refresh_if_lost(process: PipelineProcess) -> None:
-    """Before showing an active process, fail it (and the others) if its worker stopped beating."""
-    if process.is_active and reap_stale_processes():
+    """Before showing a process, fail it (and any other lost run) if its worker stopped beating."""
+    if looks_lost(process) and reap_stale_processes():
         process.refresh_from_db()
 
 

@@ -60,7 +60,10 @@ def run_form_context(user: Any, target: Target, form: RunForm | None = None, err
 
 
 def target_processes_context(user: Any, target: Target) -> dict[str, Any]:
-    processes = list(services.visible_processes(user).filter(target=target)[:20])
+    visible = services.visible_processes(user).filter(target=target)
+    processes = list(visible[:20])
+    if any(services.looks_lost(process) for process in processes) and services.reap_stale_processes():
+        processes = list(visible[:20])  # a lost run now shows as failed, and the list stops refreshing
     return {
         'tom_education_target': target,
         'tom_education_processes': processes,

@@ -178,7 +178,7 @@ class ProcessListView(LoginRequiredMixin, ListView):
         context.update({
             'states': STATE_CHOICES,
             'pipeline_names': sorted(set(registry.pipelines()) | set(
-                services.visible_processes(self.request.user).values_list('pipeline', flat=True).distinct()
+                services.visible_processes(self.request.user).order_by().values_list('pipeline', flat=True).distinct()
             )),
             'current_state': self.request.GET.get('state', ''),
             'current_pipeline': self.request.GET.get('pipeline', ''),

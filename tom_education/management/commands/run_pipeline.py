@@ -8,10 +8,9 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from tom_dataproducts.models import DataProduct
 from tom_targets.models import Target
 
-from tom_education import services
+from tom_education import registry, services
 from tom_education.models import ASYNC_STATUS_CREATED, PipelineProcess
 
 POLL_SECONDS = 0.5
@@ -44,10 +43,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         user = self._user(options['user'])
         target = self._target(options['target'])
-        products = (
-            list(DataProduct.objects.filter(target=target).values_list('pk', flat=True))
-            if options['all'] else options['products']
-        )
+        products = self._all_accepted(options['pipeline'], user, target) if options['all'] else options['products']
         flags = dict(parse_flag(text) for text in options['flag'])
         # human-readable progress goes to stderr when stdout is reserved for JSON
         self.progress = self.stderr if options['json'] else self.stdout
@@ -77,29 +73,38 @@ class Command(BaseCommand):
 
     def _target(self, name_or_pk: str) -> Target:
         target = Target.objects.filter(name=name_or_pk).first()
-        if target is None and services.parse_pk(name_or_pk):
-            target = Target.objects.filter(pk=services.parse_pk(name_or_pk)).first()
+        pk = services.parse_pk(name_or_pk)
+        if target is None and pk:
+            target = Target.objects.filter(pk=pk).first()
         if target is None:
             target = Target.objects.filter(aliases__name=name_or_pk).first()
         if target is None:
             raise CommandError(f'No target named "{name_or_pk}" (by name, alias or primary key).')
         return target
 
+    def _all_accepted(self, pipeline: str, user: Any, target: Target) -> list[int]:
+        """``--all``: every product of the target the pipeline accepts (earlier outputs, a PNG say, are not)."""
+        try:
+            pipeline_class = registry.get(pipeline)
+        except registry.UnknownPipeline as exc:
+            raise CommandError(str(exc)) from None
+        return [
+            product.pk for product in services.visible_products(user, target).order_by('pk')
+            if product.data and pipeline_class.accepts_file_name(product.data.name)
+        ]
+
     def _follow(self, process: PipelineProcess) -> None:
         cursor, last_status = 0, None
         while True:
-            process.refresh_from_db(fields=['state', 'status', 'failure_message'])
-            for line in services.log_lines(process, after=cursor):
+            process.refresh_from_db(fields=['state', 'status', 'failure_message', 'heartbeat'])
+            page = services.log_page(process, after=cursor)
+            for line in page.lines:
                 self.progress.write(f'  {line.message}')
-                cursor = line.seq
+            cursor = page.next
             if process.status != last_status:
                 self.progress.write(f'[{process.state}] {process.status}')
                 last_status = process.status
-            if process.is_final:
-                # lines are written before the final state: one more read catches the last of them
-                for line in services.log_lines(process, after=cursor):
-                    self.progress.write(f'  {line.message}')
+            if page.final:
                 return
-            if services.reap_stale_processes():
-                continue
-            time.sleep(POLL_SECONDS)
+            if not page.lines:
+                time.sleep(POLL_SECONDS)
