@@ -177,9 +177,8 @@ class PipelineViewSet(viewsets.ViewSet):
                 'description': pipeline_class.describe(),
                 'allowed_suffixes': pipeline_class.allowed_suffixes,
                 'flags': [
-                    {'name': flag, 'default': default, 'long_name': (pipeline_class.flags or {})[flag].get(
-                        'long_name') or flag}
-                    for flag, default in pipeline_class.flag_defaults().items()
+                    {'name': flag, 'default': default, 'long_name': label}
+                    for flag, default, label in pipeline_class.flag_specs()
                 ],
             }
             for name, pipeline_class in registry.pipelines().items()

@@ -193,8 +193,16 @@ class PipelineProcess(models.Model):
     # --- helpers for the engine and the pages ------------------------------------------------
 
     @classmethod
+    def flag_specs(cls) -> list[tuple[str, bool, str]]:
+        """Each flag as (name, default, label), the label falling back to the name."""
+        return [
+            (name, bool(spec.get('default', False)), spec.get('long_name') or name)
+            for name, spec in (cls.flags or {}).items()
+        ]
+
+    @classmethod
     def flag_defaults(cls) -> dict[str, bool]:
-        return {name: bool(spec.get('default', False)) for name, spec in (cls.flags or {}).items()}
+        return {name: default for name, default, _ in cls.flag_specs()}
 
     @classmethod
     def accepts_file_name(cls, name: str) -> bool:

@@ -23,10 +23,10 @@ def pipeline_choices(form: RunForm) -> list[dict[str, Any]]:
             'flags': [
                 {
                     'field': flag_field_name(name, flag),
-                    'long_name': spec.get('long_name') or flag,
-                    'checked': form.flag_checked(name, flag, bool(spec.get('default'))),
+                    'long_name': label,
+                    'checked': form.flag_checked(name, flag, default),
                 }
-                for flag, spec in (pipeline_class.flags or {}).items()
+                for flag, default, label in pipeline_class.flag_specs()
             ],
         })
     if choices and not any(choice['selected'] for choice in choices):
