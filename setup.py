@@ -37,8 +37,11 @@ setup(
             'sphinx>=7',
             'playwright>=1.40',
             'schemathesis>=4',
+            'moto[server]>=5',
+            'django-storages[s3]>=1.14',
         ],
         'postgres': ['psycopg[binary]>=3.1'],
+        's3': ['django-storages[s3]>=1.14'],
     },
     classifiers=[
         'Framework :: Django',

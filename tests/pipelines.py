@@ -52,6 +52,14 @@ class Scripted(PipelineProcess):
                 time.sleep(0.05)
                 if step.get('log'):
                     self.log('still working')
+        elif action == 'sleep_once':
+            # only the first attempt sleeps: a retried run then finishes at once
+            marker = Path(step['marker'])
+            if not marker.exists():
+                marker.write_text('slept')
+                deadline = time.monotonic() + step['seconds']
+                while time.monotonic() < deadline:
+                    time.sleep(0.05)
         elif action == 'wait_for_file':
             while not Path(step['path']).exists():
                 time.sleep(0.05)
@@ -88,6 +96,17 @@ class FaultScripted(Scripted):
     """``Scripted`` on its own queue, served by the workers the fault tests start and kill."""
 
     queue = f'{os.environ.get("TOM_EDUCATION_TEST_QUEUE", "tests")}_faults'
+
+    class Meta:
+        proxy = True
+        app_label = 'tests'
+
+
+class Parked(Scripted):
+    """``Scripted`` on a queue no worker consumes: tests that set a run's state by hand use it, so the suite's
+    worker never picks up what its periodic check queues again."""
+
+    queue = f'{os.environ.get("TOM_EDUCATION_TEST_QUEUE", "tests")}_parked'
 
     class Meta:
         proxy = True

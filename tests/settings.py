@@ -8,7 +8,8 @@ import os
 import tempfile
 import uuid
 
-os.environ.setdefault('TOM_EDUCATION_VAR_DIR', tempfile.mkdtemp(prefix='tom_education-tests-'))
+if 'TOM_EDUCATION_VAR_DIR' not in os.environ:
+    os.environ['TOM_EDUCATION_VAR_DIR'] = tempfile.mkdtemp(prefix='tom_education-tests-')
 os.environ.setdefault('TOM_EDUCATION_TEST_QUEUE', f'tom_education_test_{uuid.uuid4().hex[:8]}')
 os.environ.setdefault('TOM_EDUCATION_TEST_BROKER', 'redis://127.0.0.1:6379/15')
 
@@ -33,6 +34,10 @@ TOM_EDUCATION_HEARTBEAT_TIMEOUT = float(os.environ.get('TOM_EDUCATION_HEARTBEAT_
 TOM_EDUCATION_SOFT_TIME_LIMIT = 60
 TOM_EDUCATION_TIME_LIMIT = 90
 TOM_EDUCATION_MAX_ATTEMPTS = 2
+# the fault tests shorten these for the workers they start; the suite's own worker keeps them long, so its
+# periodic check never resends a test's pending run or hands back a run while the suite is running
+TOM_EDUCATION_RESEND_PENDING_AFTER = float(os.environ.get('TOM_EDUCATION_RESEND_PENDING_AFTER', 600))
+TOM_EDUCATION_SHUTDOWN_GRACE = float(os.environ.get('TOM_EDUCATION_SHUTDOWN_GRACE', 20))
 
 TOM_EDUCATION_PIPELINES = {
     **TOM_EDUCATION_PIPELINES,  # noqa: F405
@@ -46,7 +51,23 @@ TOM_EDUCATION_PIPELINES = {
     'Countdown': 'tests.pipelines.Countdown',
     'Fault scripted': 'tests.pipelines.FaultScripted',
     'Tunable': 'tests.pipelines.Tunable',
+    'Parked': 'tests.pipelines.Parked',
 }
 DATA_PRODUCT_TYPES = {**DATA_PRODUCT_TYPES, 'csv_table': ('csv_table', 'CSV table')}  # noqa: F405
 # the suite creates many users: a fast hasher keeps that from dominating its run time
 PASSWORD_HASHERS = ['django.contrib.auth.hashers.MD5PasswordHasher']
+
+# A worker "host" of the two-host test keeps its files in an S3-compatible store (moto's server), not on disk.
+if os.environ.get('TOM_EDUCATION_TEST_S3_ENDPOINT'):
+    STORAGES = {
+        'staticfiles': {'BACKEND': 'django.contrib.staticfiles.storage.StaticFilesStorage'},
+        'default': {
+            'BACKEND': 'storages.backends.s3.S3Storage',
+            'OPTIONS': {
+                'endpoint_url': os.environ['TOM_EDUCATION_TEST_S3_ENDPOINT'],
+                'bucket_name': os.environ['TOM_EDUCATION_TEST_S3_BUCKET'],
+                'access_key': 'testing', 'secret_key': 'testing', 'region_name': 'us-east-1',
+                'addressing_style': 'path', 'file_overwrite': False,
+            },
+        },
+    }

@@ -24,11 +24,10 @@ from tom_dataproducts.models import DataProduct
 
 import tests.fault_apps
 from tests.conftest import QUEUE, Worker, script_product, wait_for
-from tom_education import services
+from tom_education import recovery, services
 from tom_education.models import (
     ASYNC_STATUS_CANCELLED,
     ASYNC_STATUS_CREATED,
-    ASYNC_STATUS_FAILED,
     ASYNC_STATUS_RUNNING,
     PipelineProcess,
 )
@@ -80,16 +79,26 @@ def fault_worker(worker):
     started.stop()
 
 
-def wait_final_like_a_page(process: PipelineProcess, timeout: float) -> float:
-    """Poll as the process page does (which also runs the reaper); return the seconds it took."""
+@pytest.fixture
+def two_fault_workers(worker):
+    """Two workers on the fault queue: whichever one a run lands on, the other one can take it over."""
+    started = [Worker(f'faults-{name}', FAULT_QUEUE, {'TOM_EDUCATION_SHUTDOWN_GRACE': '2'}, concurrency=1)
+               for name in ('a', 'b')]
+    yield started
+    for each in started:
+        each.stop()
+
+
+def wait_final_unwatched(process: PipelineProcess, timeout: float) -> float:
+    """Wait for the end reading the row only, as a script would: no page, no reaper. Return the seconds it took."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
-        services.reap_stale_processes()
         process.refresh_from_db()
         if process.is_final:
             return time.monotonic() - start
         time.sleep(0.2)
-    raise AssertionError(f'{process.identifier} still {process.state} after {timeout} s')
+    lines = '\n'.join(process.log_lines.values_list('message', flat=True))
+    raise AssertionError(f'{process.identifier} still {process.state} after {timeout} s; log:\n{lines}')
 
 
 def run_faulty(target, user, script):
@@ -97,21 +106,69 @@ def run_faulty(target, user, script):
                                   input_files=[script_product(target, script)])
 
 
-def test_worker_killed_with_sigkill_mid_run_never_stays_running(fault_worker, target, user, settings):
-    process = run_faulty(target, user, {'steps': [{'action': 'sleep', 'seconds': 120}]})
+def worker_running(process: PipelineProcess, workers: list[Worker]) -> Worker:
+    process.refresh_from_db()
+    pid = int(process.worker.rpartition(':')[2])
+    return next(each for each in workers if pid in pool_of(each))
+
+
+def test_worker_killed_with_sigkill_mid_run_is_finished_by_another(two_fault_workers, target, user, settings):
+    """Nobody polls: the surviving worker's own check notices the dead one and runs the next attempt."""
+    process = run_faulty(target, user, {
+        'steps': [{'action': 'sleep', 'seconds': 3}],
+        'outputs': [{'name': 'result.txt', 'content': 'done once', 'type': 'DataProduct'}],
+    })
     wait_for(process, lambda current: current.state == ASYNC_STATUS_RUNNING)
-    pool = pool_of(fault_worker)
-    os.killpg(fault_worker.process.pid, signal.SIGKILL)
-    fault_worker.process.wait(timeout=10)
-    elapsed = wait_final_like_a_page(process, timeout=settings.TOM_EDUCATION_HEARTBEAT_TIMEOUT + 20)
-    assert process.state == ASYNC_STATUS_FAILED
-    assert 'stopped responding' in process.failure_message
-    assert elapsed < settings.TOM_EDUCATION_HEARTBEAT_TIMEOUT + 10
-    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-                   for pid in pool)
+    victim = worker_running(process, two_fault_workers)
+    pool = pool_of(victim)
+    os.killpg(victim.process.pid, signal.SIGKILL)
+    victim.process.wait(timeout=10)
+    killed_at = time.monotonic()
+    wait_final_unwatched(process, timeout=90)
+    elapsed = time.monotonic() - killed_at
+    assert process.state == ASYNC_STATUS_CREATED, process.failure_message
+    assert process.attempts == 2
+    # detected within the heartbeat timeout plus a check interval (with jitter), then the 3 s run itself
+    limit = settings.TOM_EDUCATION_HEARTBEAT_TIMEOUT + 1.2 * settings.TOM_EDUCATION_HEARTBEAT_INTERVAL + 3
+    assert elapsed < limit + 15, f'{elapsed:.1f} s from the kill to the end; the limit is {limit:.1f} s plus slack'
+    log = list(process.log_lines.values_list('message', flat=True))
+    assert any(line.startswith('Attempt 1 was lost: the worker of attempt 1') for line in log)
+    assert any(line.startswith('Attempt 2 of 2 on ') for line in log)
+    assert DataProduct.objects.filter(created_by_pipeline_processes=process).count() == 1
+    assert not any(_alive(pid) for pid in pool)
 
 
-def test_redis_restarted_mid_run_loses_and_duplicates_nothing(worker, target, user, monkeypatch):
+def test_sigterm_lets_a_short_run_finish_and_hands_a_long_one_to_another_worker(two_fault_workers, target, user,
+                                                                               tmp_path):
+    short = run_faulty(target, user, {'steps': [{'action': 'sleep', 'seconds': 1}]})
+    wait_for(short, lambda current: current.state == ASYNC_STATUS_RUNNING)
+    stopping = worker_running(short, two_fault_workers)
+    os.kill(stopping.process.pid, signal.SIGTERM)  # to the main process, as systemd (KillMode=mixed) and k8s do
+    wait_final_unwatched(short, timeout=30)
+    assert short.state == ASYNC_STATUS_CREATED and short.attempts == 1
+    stopping.process.wait(timeout=30)
+    survivor = next(each for each in two_fault_workers if each is not stopping)
+
+    long = run_faulty(target, user, {
+        'steps': [{'action': 'sleep_once', 'seconds': 120, 'marker': str(tmp_path / 'slept')}],
+        'outputs': [{'name': 'result.txt', 'content': 'done once', 'type': 'DataProduct'}],
+    })
+    wait_for(long, lambda current: current.state == ASYNC_STATUS_RUNNING)
+    restarted = Worker('faults-c', FAULT_QUEUE, {'TOM_EDUCATION_SHUTDOWN_GRACE': '2'}, concurrency=1)
+    two_fault_workers.append(restarted)
+    deploying = worker_running(long, [survivor])
+    os.kill(deploying.process.pid, signal.SIGTERM)
+    deploying.process.wait(timeout=60)  # the grace period, then the run is handed back and the worker exits
+    wait_final_unwatched(long, timeout=60)
+    assert long.state == ASYNC_STATUS_CREATED, long.failure_message
+    assert long.attempts == 2 and [loss['kind'] for loss in long.losses] == ['handed back']
+    assert int(long.worker.rpartition(':')[2]) in pool_of(restarted)
+    assert DataProduct.objects.filter(created_by_pipeline_processes=long).count() == 1
+    log = list(long.log_lines.values_list('message', flat=True))
+    assert any(line.startswith('Attempt 1 was lost: the worker of attempt 1') and 'shut down' in line for line in log)
+
+
+def test_redis_restarted_mid_run_does_not_stop_a_healthy_run(worker, target, user, monkeypatch):
     broker = PrivateRedis()
     monkeypatch.setattr(tests.fault_apps, 'app', Celery('faults', broker=broker.url))
     private_worker = Worker('redis-restart', FAULT_QUEUE, {'TOM_EDUCATION_TEST_BROKER': broker.url})
@@ -125,17 +182,50 @@ def test_redis_restarted_mid_run_loses_and_duplicates_nothing(worker, target, us
         broker.stop()
         time.sleep(2)
         broker.start()
-        wait_final_like_a_page(process, timeout=90)
+        wait_final_unwatched(process, timeout=90)
     finally:
         private_worker.stop()
         broker.stop()
     assert PipelineProcess.objects.count() == 1
-    outputs = DataProduct.objects.filter(product_id__startswith=process.identifier)
-    if process.state == ASYNC_STATUS_CREATED:
-        assert outputs.count() == 1
-    else:
-        assert process.state == ASYNC_STATUS_FAILED and process.failure_message
-        assert outputs.count() == 0
+    assert process.state == ASYNC_STATUS_CREATED, process.failure_message
+    assert process.attempts == 1
+    assert DataProduct.objects.filter(product_id__startswith=process.identifier).count() == 1
+
+
+def test_runs_queued_when_redis_restarts_empty_are_sent_again(worker, target, user, monkeypatch):
+    broker = PrivateRedis()
+    monkeypatch.setattr(tests.fault_apps, 'app', Celery('faults', broker=broker.url))
+    with override_settings(TOM_EDUCATION_CELERY_APP='tests.fault_apps.app'):
+        processes = [run_faulty(target, user, {'steps': [{'action': 'log', 'text': f'run {number}'}]})
+                     for number in range(4)]
+    broker.stop()  # its queue, with the four messages, is gone
+    broker.start()
+    private_worker = Worker('redis-empty', FAULT_QUEUE, {'TOM_EDUCATION_TEST_BROKER': broker.url,
+                                                        'TOM_EDUCATION_RESEND_PENDING_AFTER': '2'})
+    try:
+        for process in processes:
+            wait_final_unwatched(process, timeout=60)
+    finally:
+        private_worker.stop()
+        broker.stop()
+    for process in processes:
+        assert process.state == ASYNC_STATUS_CREATED, process.failure_message
+        assert process.log_lines.filter(message__startswith='The broker no longer held this run').count() == 1
+
+
+def test_a_run_on_a_queue_no_worker_consumes_says_so(worker, target, user, client):
+    process = services.start_process(user=user, pipeline='Parked', target=target,
+                                     input_files=[script_product(target, {})])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not recovery.consumers_of(QUEUE):
+        time.sleep(0.2)  # the suite's worker has reported itself
+    assert services.waiting_reason(process) == f'waiting: no worker is consuming queue {QUEUE}_parked'
+    client.force_login(user)
+    page = client.get(f'/pipeline/{process.pk}').content.decode()
+    assert f'waiting: no worker is consuming queue {QUEUE}_parked' in page
+    consumed = services.start_process(user=user, pipeline='Scripted', target=target,
+                                      input_files=[script_product(target, {})])
+    assert services.waiting_reason(consumed) == ''
 
 
 def test_cancel_stops_the_pipeline_and_its_subprocesses(worker, target, user):

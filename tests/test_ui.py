@@ -244,19 +244,21 @@ def test_status_longer_than_the_field_is_shortened_not_fatal(user, target):
     assert len(process.status) == 255 and process.status.endswith('…')
 
 
-def test_target_process_list_fails_a_lost_run_and_stops_refreshing(client, user, target):
+def test_target_process_list_queues_a_lost_run_again(client, user, target):
     from datetime import timedelta
 
     from django.utils import timezone
 
-    process = services.start_process(user=user, pipeline='Scripted', target=target,
+    process = services.start_process(user=user, pipeline='Parked', target=target,
                                      input_files=[script_product(target, {})])
     half_a_minute_ago = timezone.now() - timedelta(seconds=30)
     PipelineProcess.objects.filter(pk=process.pk).update(
-        state='running', heartbeat=half_a_minute_ago, started=half_a_minute_ago
+        state='running', heartbeat=half_a_minute_ago, started=half_a_minute_ago, attempts=1, worker='gone:1'
     )
     client.force_login(user)
     fragment = client.get(f'/pipeline/target/{target.pk}/processes/').content.decode()
     process.refresh_from_db()
-    assert process.state == ASYNC_STATUS_FAILED and 'stopped responding' in process.failure_message
-    assert 'hx-trigger' not in fragment
+    # the page got there before the workers' own check would have: the run waits for its next attempt
+    assert process.state == ASYNC_STATUS_PENDING and process.attempts == 1
+    assert process.losses[0]['reason'].startswith('the worker of attempt 1 (gone:1) stopped responding')
+    assert 'waiting to be retried (attempt 2)' in fragment

@@ -1,5 +1,5 @@
 """Runs on a real worker process: states, failures, outputs, logging, cancel, lost workers, time limits."""
-import time
+import re
 from pathlib import Path
 
 import pytest
@@ -8,11 +8,12 @@ from django.test import override_settings
 from tom_dataproducts.models import DataProduct, PhotometryReducedDatum, ReducedDatum
 
 from tests.conftest import make_product, script_product, wait_final, wait_for
-from tom_education import services
+from tom_education import runner, services
 from tom_education.models import (
     ASYNC_STATUS_CANCELLED,
     ASYNC_STATUS_CREATED,
     ASYNC_STATUS_FAILED,
+    ASYNC_STATUS_PENDING,
     ASYNC_STATUS_RUNNING,
 )
 
@@ -159,19 +160,29 @@ def test_cancel_pending_process_never_runs(target, user):
     assert not services.cancel_process(process)
 
 
-def test_killed_worker_process_is_redelivered_and_completes(worker, target, user, tmp_path):
+def test_killed_worker_process_is_retried_as_a_new_attempt_and_completes(worker, target, user, tmp_path):
     marker = tmp_path / 'killed'
     process = wait_final(run(target, user, {'steps': [{'action': 'kill_worker', 'marker': str(marker)}]}), 90)
     assert marker.exists()
     assert process.state == ASYNC_STATUS_CREATED, process.failure_message
     assert process.attempts == 2
+    log = list(process.log_lines.values_list('message', flat=True))
+    lost = next(line for line in log if line.startswith('Attempt 1 was lost'))
+    # whichever noticed first: the worker's main process seeing its pool process die, or the heartbeat check
+    assert re.match(r'Attempt 1 was lost: the worker (process of attempt 1 died|of attempt 1 \(\S+\) stopped '
+                    r'responding).*Queued again as attempt 2\.$', lost)
+    retried = next(line for line in log if line.startswith('Attempt 2 of 2 on '))
+    assert retried.endswith(f'after {process.losses[0]["reason"]}.')
 
 
 def test_pipeline_killing_every_worker_fails_after_the_cap(worker, target, user, tmp_path):
     script = {'steps': [{'action': 'kill_worker', 'marker': str(tmp_path / 'k'), 'always': True}]}
     process = wait_final(run(target, user, script), 120)
     assert process.state == ASYNC_STATUS_FAILED
-    assert process.failure_message.startswith('The worker running this pipeline stopped unexpectedly 2 times')
+    assert process.attempts == 2  # not looping
+    lost = r'the worker (process of attempt {n} died|of attempt {n} \(\S+\) stopped responding)'
+    assert re.match(rf'The run was lost 2 times through no fault of its pipeline and was not started again '
+                    rf'\(attempt 1: {lost.format(n=1)}.*; attempt 2: {lost.format(n=2)}', process.failure_message)
 
 
 @override_settings(TOM_EDUCATION_SOFT_TIME_LIMIT=2, TOM_EDUCATION_TIME_LIMIT=5)
@@ -194,15 +205,67 @@ def test_hard_time_limit_kills_and_fails_with_timed_out(worker, target, user):
     assert not tmpdir_of(process).parent.exists()
 
 
-def test_reaper_fails_runs_whose_heartbeat_stopped(target, user):
-    process = run(target, user, {})
-    stale = time.time() - 3600
-    from datetime import UTC, datetime
+def make_lost(process, attempt=1, seconds_ago=30):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    then = timezone.now() - timedelta(seconds=seconds_ago)
     type(process).objects.filter(pk=process.pk).update(
-        state=ASYNC_STATUS_RUNNING, heartbeat=datetime.fromtimestamp(stale, UTC),
-        started=datetime.fromtimestamp(stale, UTC),
+        state=ASYNC_STATUS_RUNNING, heartbeat=then, started=then, attempts=attempt, worker=f'gone:{attempt}'
     )
-    assert services.reap_stale_processes() == 1
+
+
+def test_lost_runs_are_queued_again_then_failed_at_the_cap(target, user):
+    from tom_education import recovery
+
+    process = services.start_process(user=user, pipeline='Parked', target=target,
+                                     input_files=[script_product(target, {})])
+    make_lost(process)
+    recovery.recover_lost_runs()
+    process.refresh_from_db()
+    assert (process.state, process.attempts, process.status) == (ASYNC_STATUS_PENDING, 1,
+                                                                  'waiting to be retried (attempt 2)')
+    assert [loss['attempt'] for loss in process.losses] == [1]
+    assert not recovery.recover_lost_runs()  # nothing left to handle: never twice
+    make_lost(process, attempt=2)
+    recovery.recover_lost_runs()
     process.refresh_from_db()
     assert process.state == ASYNC_STATUS_FAILED
-    assert 'stopped responding' in process.failure_message or 'timed out' in process.failure_message
+    assert process.failure_message.startswith(
+        'The run was lost 2 times through no fault of its pipeline and was not started again (attempt 1: the worker '
+        'of attempt 1 (gone:1) stopped responding (no heartbeat for more than 4 s); attempt 2: the worker of attempt '
+        '2 (gone:2) stopped responding'
+    )
+
+
+def test_a_lost_run_past_its_hard_limit_is_failed_as_timed_out_not_retried(target, user):
+    from tom_education import recovery
+
+    process = services.start_process(user=user, pipeline='Parked', target=target,
+                                     input_files=[script_product(target, {})])
+    make_lost(process, seconds_ago=3600)
+    assert recovery.recover_lost_runs() == 1
+    process.refresh_from_db()
+    assert process.state == ASYNC_STATUS_FAILED and process.failure_message.startswith('The pipeline timed out')
+
+
+def test_a_lost_run_whose_cancel_was_asked_is_cancelled_not_retried(target, user):
+    from tom_education import recovery
+
+    process = services.start_process(user=user, pipeline='Parked', target=target,
+                                     input_files=[script_product(target, {})])
+    make_lost(process)
+    type(process).objects.filter(pk=process.pk).update(cancel_requested=True)
+    recovery.recover_lost_runs()
+    process.refresh_from_db()
+    assert process.state == ASYNC_STATUS_CANCELLED
+
+
+def test_a_copy_of_a_message_or_one_of_an_older_attempt_is_dropped(target, user):
+    process = services.start_process(user=user, pipeline='Parked', target=target,
+                                     input_files=[script_product(target, {})])
+    assert runner.claim(process.pk, attempt=2) is None  # not yet: attempt 1 comes first
+    assert runner.claim(process.pk, attempt=1).attempt == 1
+    assert runner.claim(process.pk, attempt=1) is None  # a second delivery of the same message
+    assert runner.claim(process.pk) is None

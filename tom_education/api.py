@@ -89,6 +89,14 @@ class OutputsSerializer(serializers.Serializer):
                                          help_text='Number of rows saved, by model name')
 
 
+class LossSerializer(serializers.Serializer):
+    attempt = serializers.IntegerField()
+    worker = serializers.CharField(help_text='host:pid of the worker that ran the attempt')
+    kind = serializers.ChoiceField(choices=['lost', 'died', 'handed back'])
+    reason = serializers.CharField()
+    at = serializers.DateTimeField()
+
+
 class ProcessSerializer(serializers.ModelSerializer):
     """A process as listed; ``retrieve`` adds its outputs."""
 
@@ -97,6 +105,11 @@ class ProcessSerializer(serializers.ModelSerializer):
     flags = serializers.DictField(source='flag_values', child=serializers.BooleanField(), read_only=True)
     options = serializers.DictField(source='option_values', child=serializers.JSONField(), read_only=True)
     progress = serializers.SerializerMethodField(help_text='The last progress the pipeline reported, or null')
+    waiting = serializers.SerializerMethodField(
+        help_text='Why a pending run is not starting, when the TOM can tell (no worker consumes its queue), else ""'
+    )
+    losses = LossSerializer(many=True, read_only=True,
+                            help_text='Earlier attempts lost through no fault of the pipeline (retried automatically)')
     input_files = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
     final = serializers.BooleanField(source='is_final', read_only=True)
     page = serializers.CharField(source='get_absolute_url', read_only=True)
@@ -104,15 +117,18 @@ class ProcessSerializer(serializers.ModelSerializer):
     class Meta:
         model = PipelineProcess
         fields = [
-            'id', 'identifier', 'pipeline', 'target', 'target_name', 'state', 'status', 'final', 'failure_message',
-            'progress', 'flags', 'options', 'input_files', 'created_by', 'created', 'started', 'finished', 'group',
-            'page',
+            'id', 'identifier', 'pipeline', 'target', 'target_name', 'state', 'status', 'waiting', 'final',
+            'failure_message', 'progress', 'attempts', 'losses', 'flags', 'options', 'input_files', 'created_by',
+            'created', 'started', 'finished', 'group', 'page',
         ]
         read_only_fields = fields
 
     @extend_schema_field(ProgressSerializer(allow_null=True))
     def get_progress(self, process: PipelineProcess) -> dict[str, Any] | None:
         return process.progress_info
+
+    def get_waiting(self, process: PipelineProcess) -> str:
+        return services.waiting_reason(process)
 
 
 class ProcessDetailSerializer(ProcessSerializer):

@@ -59,6 +59,24 @@ def heartbeat_timeout() -> float:
     return float(getattr(settings, 'TOM_EDUCATION_HEARTBEAT_TIMEOUT', 60.0))
 
 
+def check_interval() -> float:
+    """Seconds between two of each worker's checks for lost runs, lost messages and leftover folders.
+
+    Each worker adds up to 20 % of random jitter, so that several workers do not query in lockstep.
+    """
+    return float(getattr(settings, 'TOM_EDUCATION_CHECK_INTERVAL', heartbeat_interval()))
+
+
+def resend_pending_after() -> float:
+    """A pending run whose message the broker no longer holds is sent again after this many seconds."""
+    return float(getattr(settings, 'TOM_EDUCATION_RESEND_PENDING_AFTER', 60.0))
+
+
+def shutdown_grace() -> float:
+    """On a warm shutdown (SIGTERM), runs still going after this many seconds are handed to another worker."""
+    return float(getattr(settings, 'TOM_EDUCATION_SHUTDOWN_GRACE', 20.0))
+
+
 def log_flush_interval() -> float:
     """Longest time a log line waits in the worker's buffer before it is written."""
     return float(getattr(settings, 'TOM_EDUCATION_LOG_FLUSH_INTERVAL', 0.5))
@@ -120,10 +138,11 @@ def celery_defaults() -> dict[str, Any]:
         'broker_transport_options': broker_transport_options(),
         'broker_connection_retry_on_startup': True,
         'task_acks_late': True,
-        'task_reject_on_worker_lost': True,
         'task_ignore_result': True,
         'worker_prefetch_multiplier': 1,
-        'worker_cancel_long_running_tasks_on_connection_loss': True,
+        # a run still healthy on its worker goes on through a broker blip; every message names its attempt,
+        # so a redelivered copy is dropped at once instead of running twice
+        'worker_cancel_long_running_tasks_on_connection_loss': False,
         'broker_connection_timeout': enqueue_timeout(),
     }
 

@@ -137,7 +137,12 @@ class PipelineProcess(models.Model):
     heartbeat = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     worker = models.CharField(max_length=255, blank=True, default='', help_text='host:pid of the worker running it')
+    node = models.CharField(max_length=255, blank=True, default='',
+                            help_text='Celery node name of the worker running it (it hands the run back on shutdown)')
     task_id = models.CharField(max_length=64, blank=True, default='')
+    queued = models.DateTimeField(null=True, blank=True, help_text='When the run\'s message was last sent')
+    losses = models.JSONField(default=list, blank=True,
+                              help_text='Attempts lost through no fault of the pipeline: attempt, worker, reason')
     cancel_requested = models.BooleanField(default=False)
     group = models.ForeignKey(
         DataProductGroup, null=True, blank=True, on_delete=models.SET_NULL, related_name='pipeline_processes'
@@ -151,10 +156,18 @@ class PipelineProcess(models.Model):
     )
     #: The last progress a running pipeline reported: done, total, message and the estimated finish time.
     progress_report = models.JSONField(default=dict, blank=True)
+    #: Output files already in storage whose rows are not committed yet: if the attempt is lost before its
+    #: commit, the engine deletes them, so a retried run never leaves a second copy behind.
+    uncommitted_files = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ('-created', '-pk')
         verbose_name_plural = 'pipeline processes'
+        indexes = [
+            # what every worker's periodic check asks: running runs by heartbeat, pending runs by send time
+            models.Index(fields=['state', 'heartbeat'], name='tom_education_state_beat'),
+            models.Index(fields=['state', 'queued'], name='tom_education_state_queued'),
+        ]
 
     def __str__(self) -> str:
         return self.identifier
@@ -314,6 +327,26 @@ class PipelineProcess(models.Model):
             'ReducedDatum': self.output_data.filter(target_id=self.target_id),
             'PhotometryReducedDatum': self.output_photometry.filter(target_id=self.target_id),
         }
+
+
+class PipelineWorker(models.Model):
+    """A Celery worker that runs pipelines, as it last reported itself (every check interval).
+
+    Lets a page say that no worker consumes a run's queue, and lets operators see the cluster.
+    """
+
+    node = models.CharField(max_length=255, unique=True, help_text='Celery node name, e.g. celery@host')
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    queues = models.JSONField(default=list)
+    started = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ('node',)
+
+    def __str__(self) -> str:
+        return self.node
 
 
 class PipelineLogLine(models.Model):

@@ -92,6 +92,10 @@ def save_outputs(
         for output in outputs:
             if output.model is DataProduct:
                 products.append((output, _store_file(process, output)))
+                # noted at once: if this worker dies before the commit, whoever recovers the run deletes them
+                PipelineProcess.objects.filter(pk=process.pk).update(
+                    uncommitted_files=[product.data.name for _, product in products]
+                )
         with transaction.atomic():
             if products:
                 group = DataProductGroup.objects.create(name=f'{process.identifier} outputs')
@@ -100,7 +104,7 @@ def save_outputs(
                     product.group.add(group)
                     log(f'Saved {output.name} as data product {product.product_id}')
                 process.group = group
-                PipelineProcess.objects.filter(pk=process.pk).update(group=group)
+                PipelineProcess.objects.filter(pk=process.pk).update(group=group, uncommitted_files=[])
                 process.output_files.add(*(product for _, product in products))
                 share_like_inputs(process, [product for _, product in products])
             for output in outputs:

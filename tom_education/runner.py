@@ -9,6 +9,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -17,13 +18,14 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import psutil
 from billiard.exceptions import SoftTimeLimitExceeded
-from django.db import connections
+from django.db import IntegrityError, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -33,6 +35,7 @@ from tom_education.models import (
     ASYNC_STATUS_CANCELLED,
     ASYNC_STATUS_CREATED,
     ASYNC_STATUS_FAILED,
+    ASYNC_STATUS_PENDING,
     ASYNC_STATUS_RUNNING,
     AsyncError,
     PipelineLogLine,
@@ -49,22 +52,40 @@ def worker_name() -> str:
     return f'{socket.gethostname()}:{os.getpid()}'
 
 
-def finish(pk: int, state: str, failure_message: str = '', traceback_text: str = '') -> bool:
-    """Move an active process to a final state; False when it had already ended."""
-    return PipelineProcess.objects.filter(pk=pk, state__in=ACTIVE_STATES).update(
+class RunLost(Exception):
+    """Raised inside a running pipeline whose run was given to another attempt (its worker was presumed lost,
+    or handed it back on shutdown): this attempt stops and writes nothing more."""
+
+
+def finish(pk: int, state: str, failure_message: str = '', traceback_text: str = '',
+           attempt: int | None = None) -> bool:
+    """Move an active process to a final state; False when it had already ended.
+
+    With ``attempt``, only that attempt, still running, may end the run: an attempt that lost its
+    run to a newer one can never write over it.
+    """
+    rows = PipelineProcess.objects.filter(pk=pk, state__in=ACTIVE_STATES)
+    if attempt is not None:
+        rows = rows.filter(state=ASYNC_STATUS_RUNNING, attempts=attempt)
+    return rows.update(
         state=state, status=state, failure_message=failure_message, traceback=traceback_text,
         finished=timezone.now(),
     ) > 0
 
 
-def workdir_prefix(pk: int) -> str:
-    return f'tom_education-{pk}-'
+#: Work folders are named after the process and the attempt, so the periodic cleanup can tell whose they are.
+WORKDIR_PATTERN = re.compile(r'^tom_education-(\d+)-(\d+)-')
+
+
+def workdir_prefix(pk: int, attempt: int) -> str:
+    return f'tom_education-{pk}-{attempt}-'
 
 
 def remove_workdirs(pk: int) -> None:
     """Remove the temporary directories a killed run of process ``pk`` left on this host."""
-    for leftover in Path(tempfile.gettempdir()).glob(f'{workdir_prefix(pk)}*'):
-        shutil.rmtree(leftover, ignore_errors=True)
+    for leftover in Path(tempfile.gettempdir()).glob(f'tom_education-{pk}-*'):
+        if WORKDIR_PATTERN.match(leftover.name):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def timed_out_message(seconds: float) -> str:
@@ -107,9 +128,12 @@ class RunContext:
     a cancel request. Status changes and the end of the run flush at once.
     """
 
-    def __init__(self, process: PipelineProcess) -> None:
+    def __init__(self, process: PipelineProcess, attempt: int) -> None:
         self.process = process
+        self.attempt = attempt
         self.cancel_requested = False
+        #: set when the run was given to another attempt: stop, and write nothing more
+        self.lost = False
         self.staging_dir: Path | None = None
         self._last_status = process.status
         self._pending: list[tuple[str, int]] = []
@@ -130,15 +154,19 @@ class RunContext:
 
     # --- called from the pipeline's thread ------------------------------------------------------
 
+    @property
+    def interrupted(self) -> bool:
+        return self.cancel_requested or self.lost
+
     def log(self, message: str, level: int = logging.INFO) -> None:
         self._pending.append((message, level))
-        if self.cancel_requested:
+        if self.interrupted:
             self._cancel_here()
 
     def progress(self, done: int, total: int | None, message: str) -> None:
         """Remember the latest progress; the monitor writes it at its next tick (never a commit per call)."""
         self._progress.report(done, total, message)
-        if self.cancel_requested:
+        if self.interrupted:
             self._cancel_here()
 
     def on_status_saved(self, status: str) -> None:
@@ -147,17 +175,20 @@ class RunContext:
             self._last_status = status
             self._pending.append((f'Status: {status}', logging.INFO))
         self.flush()
-        if self.cancel_requested:
+        if self.interrupted:
             self._cancel_here()
 
     def _cancel_here(self, *signal_args: Any) -> None:
-        """Raise ProcessCancelled in the pipeline, once; later calls (and late signals) do nothing."""
+        """Raise ProcessCancelled (or RunLost) in the pipeline, once; later calls (and late signals) do nothing."""
         if self._in_pipeline:
             self._in_pipeline = False
-            raise ProcessCancelled()
+            raise RunLost() if self.lost else ProcessCancelled()
 
     def flush(self) -> None:
         with self._write_lock:
+            if self.lost:
+                self._pending.clear()  # the run is another attempt's now: its log is not ours to write
+                return
             report = self._progress.unwritten()
             if report is not None:
                 PipelineProcess.objects.filter(pk=self.process.pk).update(progress_report=report)
@@ -166,11 +197,20 @@ class RunContext:
             # swap the list first: log() may append from the pipeline's thread while we write
             lines, self._pending = self._pending, []
             try:
-                PipelineLogLine.append(self.process, lines, first_seq=self._next_seq)
+                self._append(lines)
             except Exception:
                 self._pending[:0] = lines  # keep them for the next flush
                 raise
-            self._next_seq += len(lines)
+
+    def _append(self, lines: list[tuple[str, int]]) -> None:
+        try:
+            with transaction.atomic():
+                PipelineLogLine.append(self.process, lines, first_seq=self._next_seq)
+        except IntegrityError:
+            # someone else numbered lines meanwhile (the engine's note on a retried run): continue after theirs
+            self._next_seq = PipelineLogLine.next_seq(self.process)
+            PipelineLogLine.append(self.process, lines, first_seq=self._next_seq)
+        self._next_seq += len(lines)
 
     @contextlib.contextmanager
     def exclusive_writes(self) -> Iterator[None]:
@@ -242,16 +282,32 @@ class RunContext:
 
     def _watch_once(self, next_beat: float) -> float:
         self.flush()
+        ours = PipelineProcess.objects.filter(pk=self.process.pk, state=ASYNC_STATUS_RUNNING, attempts=self.attempt)
         now = time.monotonic()
         if now >= next_beat:
             next_beat = now + conf.heartbeat_interval()
-            PipelineProcess.objects.filter(pk=self.process.pk).update(heartbeat=timezone.now())
-        if not self.cancel_requested and PipelineProcess.objects.filter(
-            pk=self.process.pk, cancel_requested=True
-        ).exists():
+            if not ours.update(heartbeat=timezone.now()):
+                self._lose()
+                return next_beat
+        cancel = ours.values_list('cancel_requested', flat=True).first()
+        if cancel is None:
+            self._lose()
+        elif cancel and not self.cancel_requested:
             self.cancel_requested = True
             self._interrupt()
         return next_beat
+
+    def _lose(self) -> None:
+        """The row no longer belongs to this attempt (recovered as lost, handed back): stop the pipeline.
+
+        Once ``do_pipeline()`` has returned the row may simply have ended (this attempt's own save);
+        a save that races with a hand-back is refused by ``finish`` and rolled back instead.
+        """
+        if not self.lost and self._in_pipeline:
+            logger.warning('Process %s, attempt %s: the run was given to another attempt; stopping this one',
+                           self.process.pk, self.attempt)
+            self.lost = True
+            self._interrupt()
 
     def _interrupt(self) -> None:
         """Raise ProcessCancelled inside do_pipeline(), even if it never calls log().
@@ -269,7 +325,7 @@ class RunContext:
             else:
                 self._in_pipeline = False
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                    ctypes.c_ulong(self._pipeline_thread), ctypes.py_object(ProcessCancelled)
+                    ctypes.c_ulong(self._pipeline_thread), ctypes.py_object(RunLost if self.lost else ProcessCancelled)
                 )
 
 
@@ -325,84 +381,63 @@ class _ProcessLogHandler(logging.Handler):
             self.handleError(record)
 
 
-def claim(pk: int) -> str | None:
-    """Mark the process running here and return its pipeline's name; None when it must not run here.
+@dataclass(frozen=True)
+class Claim:
+    """What a worker learns when it takes a run: which pipeline, which attempt, and what happened to earlier ones."""
 
-    A redelivered message finds the row already running: if the worker that ran it is still
-    alive (its heartbeat is fresh) we leave it alone, otherwise we take over, counting attempts
-    so a pipeline that kills its worker every time is failed instead of looping.
+    pipeline: str
+    attempt: int
+    losses: list[dict[str, Any]]
+
+
+def claim(pk: int, attempt: int | None = None, node: str = '') -> Claim | None:
+    """Mark the process running here as ``attempt``; None when this message must not run it.
+
+    Every message names the attempt it starts (``None`` for messages queued before attempts were
+    named: they start the next one). A copy of a message, or a message of an attempt that another
+    one replaced, finds the row no longer pending with that attempt and is dropped at once; the
+    compare-and-swap makes sure that, of several deliveries, exactly one runs.
     """
-    # a dead worker's last heartbeat goes stale within this time; a live one keeps it fresh
-    deadline = time.monotonic() + conf.heartbeat_timeout() + 2 * conf.heartbeat_interval()
-    while True:
-        row = PipelineProcess.objects.filter(pk=pk).values(
-            'state', 'attempts', 'heartbeat', 'worker', 'pipeline'
-        ).first()
-        if row is None or row['state'] not in ACTIVE_STATES:
-            return None
-        if row['state'] == ASYNC_STATUS_RUNNING and not _previous_run_is_gone(row):
-            if time.monotonic() >= deadline:
-                logger.info('Process %s is still running elsewhere; dropping the duplicate delivery', pk)
-                return None
-            time.sleep(min(conf.heartbeat_interval(), 1.0))
-            continue
-        if row['attempts'] >= conf.max_attempts():
-            finish(pk, ASYNC_STATUS_FAILED, (
-                f'The worker running this pipeline stopped unexpectedly {row["attempts"]} times '
-                '(killed, or out of memory); it was not started again.'
-            ))
-            return None
-        if row['attempts']:
-            remove_workdirs(pk)  # what the lost attempt left behind, if it ran on this host
-        now = timezone.now()
-        claimed = PipelineProcess.objects.filter(pk=pk, state=row['state'], attempts=row['attempts']).update(
-            state=ASYNC_STATUS_RUNNING, status=ASYNC_STATUS_RUNNING, attempts=F('attempts') + 1,
-            started=now, heartbeat=now, worker=worker_name(),
-        )
-        if claimed:
-            return row['pipeline']
-        # another worker changed the row between our read and write: look again
+    row = PipelineProcess.objects.filter(pk=pk).values('state', 'attempts', 'pipeline', 'losses').first()
+    if row is None or row['state'] != ASYNC_STATUS_PENDING:
+        return None
+    if attempt is not None and row['attempts'] != attempt - 1:
+        return None
+    now = timezone.now()
+    claimed = PipelineProcess.objects.filter(pk=pk, state=ASYNC_STATUS_PENDING, attempts=row['attempts']).update(
+        state=ASYNC_STATUS_RUNNING, status=ASYNC_STATUS_RUNNING, attempts=F('attempts') + 1,
+        started=now, heartbeat=now, worker=worker_name(), node=node, progress_report={},
+    )
+    if not claimed:
+        return None  # another delivery took it between our read and our write
+    return Claim(row['pipeline'], row['attempts'] + 1, row['losses'])
 
 
-def _previous_run_is_gone(row: dict) -> bool:
-    heartbeat = row['heartbeat']
-    if heartbeat is None or (timezone.now() - heartbeat).total_seconds() > conf.heartbeat_timeout():
-        return True
-    host, _, pid = row['worker'].rpartition(':')
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return int(pid) == os.getpid()
-
-
-def run_process(pk: int, soft_time_limit: float | None = None) -> None:
+def run_process(pk: int, attempt: int | None = None, node: str = '', soft_time_limit: float | None = None) -> None:
     """Run process ``pk`` to a final state (the body of the Celery task).
 
     ``soft_time_limit`` is the limit the message was sent with, quoted if the run times out.
     """
-    pipeline = claim(pk)
-    if pipeline is None:
+    claimed = claim(pk, attempt, node)
+    if claimed is None:
         return
     try:
-        pipeline_class = registry.get(pipeline)
+        pipeline_class = registry.get(claimed.pipeline)
     except registry.UnknownPipeline as exc:
-        finish(pk, ASYNC_STATUS_FAILED, str(exc))
+        finish(pk, ASYNC_STATUS_FAILED, str(exc), attempt=claimed.attempt)
         return
     process = pipeline_class.objects.select_related('target').get(pk=pk)
-    context = RunContext(process)
+    context = RunContext(process, claimed.attempt)
     process._run = context
     handler = _ProcessLogHandler(context)
     logging.getLogger().addHandler(handler)
-    workdir = Path(tempfile.mkdtemp(prefix=workdir_prefix(process.pk)))
+    workdir = Path(tempfile.mkdtemp(prefix=workdir_prefix(process.pk, claimed.attempt)))
     tmpdir = workdir / 'tmp'
     tmpdir.mkdir()
     context.staging_dir = workdir / 'inputs'
     context.staging_dir.mkdir()
+    if claimed.losses:
+        context.log(attempt_note(claimed), logging.WARNING)
     context.start()
     try:
         _run_and_save(process, context, tmpdir, soft_time_limit or conf.soft_time_limit())
@@ -412,6 +447,16 @@ def run_process(pk: int, soft_time_limit: float | None = None) -> None:
         context.stop()
         shutil.rmtree(workdir, ignore_errors=True)
         process._run = None
+
+
+def attempt_note(claimed: Claim) -> str:
+    """The log line that opens a retried attempt: 'Attempt 2 of 3 on host:pid after the worker of attempt 1 …'."""
+    allowed = conf.max_attempts() + sum(1 for loss in claimed.losses if loss.get('kind') == HANDED_BACK)
+    return f'Attempt {claimed.attempt} of {allowed} on {worker_name()} after {claimed.losses[-1]["reason"]}.'
+
+
+#: ``kind`` of a loss that does not count against TOM_EDUCATION_MAX_ATTEMPTS: a run handed back on shutdown.
+HANDED_BACK = 'handed back'
 
 
 def pipeline_parameters(process: PipelineProcess) -> dict[str, Any]:
@@ -443,17 +488,21 @@ def _run_and_save(process: PipelineProcess, context: RunContext, tmpdir: Path, s
         def before_commit() -> None:
             context.log(f'Finished: {len(outputs)} output(s) saved')
             context.flush()
-            if not finish(process.pk, ASYNC_STATUS_CREATED):
-                raise ProcessCancelled()
+            if not finish(process.pk, ASYNC_STATUS_CREATED, attempt=context.attempt):
+                raise RunLost()  # another attempt owns the run now: these outputs must not be saved twice
 
         with context.exclusive_writes():
             save_outputs(process, outputs, context.log, before_commit)
         return
+    except RunLost:
+        return  # the run goes on elsewhere; this attempt writes nothing more
     except AsyncError as exc:
         state, message = ASYNC_STATUS_FAILED, str(exc) or 'The pipeline failed without a message.'
     except ProcessCancelled:
         state, message = ASYNC_STATUS_CANCELLED, 'Cancelled at the user\'s request.'
     except SoftTimeLimitExceeded:
+        if context.lost:
+            return
         if context.cancel_requested:
             state, message = ASYNC_STATUS_CANCELLED, 'Cancelled at the user\'s request.'
         else:
@@ -463,7 +512,9 @@ def _run_and_save(process: PipelineProcess, context: RunContext, tmpdir: Path, s
         message = f'The pipeline crashed: {type(exc).__name__}: {exc}'.strip()[:1000]
         trace = traceback.format_exc()
     context.leave_pipeline()
+    if context.lost:
+        return  # e.g. the pipeline crashed because it was interrupted: the run belongs to another attempt
     context.log(message, logging.ERROR if state == ASYNC_STATUS_FAILED else logging.WARNING)
     context.flush()
-    finish(process.pk, state, message, trace)
+    finish(process.pk, state, message, trace, attempt=context.attempt)
 

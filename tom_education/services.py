@@ -10,7 +10,6 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -18,28 +17,23 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, Model, Q, QuerySet
 from django.utils import timezone
-from django.utils.module_loading import import_string
 from guardian.shortcuts import get_objects_for_user
 from tom_dataproducts.models import DataProduct
 from tom_targets.models import Target
 from tom_targets.permissions import targets_for_user
 
-from tom_education import conf, registry, run_options
+from tom_education import conf, recovery, registry, run_options
+from tom_education.dispatch import QUEUE_UNAVAILABLE, TASK_NAME, enqueue, queue_name  # noqa: F401 - this API
 from tom_education.models import (
     ASYNC_STATUS_CANCELLED,
-    ASYNC_STATUS_FAILED,
     ASYNC_STATUS_PENDING,
     ASYNC_STATUS_RUNNING,
     PipelineLogLine,
     PipelineProcess,
     new_identifier,
 )
-from tom_education.runner import finish, timed_out_message
 
 logger = logging.getLogger(__name__)
-
-TASK_NAME = 'tom_education.run_pipeline_process'
-QUEUE_UNAVAILABLE = 'The pipeline queue is unavailable'
 
 
 #: Largest primary key any supported database stores in an AutoField column.
@@ -261,6 +255,7 @@ def start_process(
             option_values=option_values,
             created_by=user if user is not None and user.is_authenticated else None,
             task_id=str(uuid.uuid4()),
+            queued=timezone.now(),
         )
         process.input_files.set(products)
         notes = list(notes)
@@ -268,33 +263,6 @@ def start_process(
             PipelineLogLine.append(process, [(note, logging.WARNING) for note in notes], first_seq=1)
         transaction.on_commit(lambda: enqueue(process))
     return process
-
-
-def enqueue(process: PipelineProcess) -> bool:
-    """Send the process to the workers; on failure mark it failed (on ``process`` too) and return False."""
-    try:
-        app = import_string(conf.celery_app_path())
-        app.send_task(
-            TASK_NAME,
-            args=[process.pk],
-            task_id=process.task_id,
-            queue=process.queue or None,
-            soft_time_limit=conf.soft_time_limit(),
-            time_limit=conf.hard_time_limit(),
-            retry=True,
-            retry_policy={'max_retries': 2, 'interval_start': 0.2, 'interval_step': 0.5, 'interval_max': 1},
-        )
-    except Exception as exc:  # noqa: BLE001 - any broker error: the user gets a message, not a 500
-        logger.warning('Could not queue pipeline process %s: %s', process.pk, exc)
-        message = (
-            f'{QUEUE_UNAVAILABLE}: the pipeline was not started because the task queue '
-            f'could not be reached ({type(exc).__name__}). Try again later, or ask the TOM administrator '
-            'to check the Celery broker.'
-        )
-        finish(process.pk, ASYNC_STATUS_FAILED, message)
-        process.refresh_from_db(fields=['state', 'status', 'failure_message', 'finished'])
-        return False
-    return True
 
 
 def rerun_process(*, user: Any, process: PipelineProcess) -> PipelineProcess:
@@ -369,26 +337,6 @@ def cancel_process(process: PipelineProcess, user: Any = None) -> bool:
     return PipelineProcess.objects.filter(pk=process.pk, state=ASYNC_STATUS_RUNNING).update(cancel_requested=True) > 0
 
 
-def reap_stale_processes() -> int:
-    """Fail running processes whose worker stopped sending heartbeats: no run stays "running" forever."""
-    now = timezone.now()
-    stale = PipelineProcess.objects.filter(
-        state=ASYNC_STATUS_RUNNING, heartbeat__lt=now - timedelta(seconds=conf.heartbeat_timeout())
-    )
-    reaped = 0
-    for pk, started in stale.values_list('pk', 'started'):
-        if started and (now - started).total_seconds() >= conf.hard_time_limit():
-            message = timed_out_message(conf.hard_time_limit())
-        else:
-            message = (
-                f'The worker running this pipeline stopped responding (no heartbeat for more than '
-                f'{conf.heartbeat_timeout():.0f} s): it was probably killed or ran out of memory. '
-                'Re-run it to try again.'
-            )
-        reaped += finish(pk, ASYNC_STATUS_FAILED, message)
-    return reaped
-
-
 def looks_lost(process: PipelineProcess) -> bool:
     """Whether a running process's heartbeat is stale, judged from the row already loaded (no query)."""
     return (
@@ -397,10 +345,27 @@ def looks_lost(process: PipelineProcess) -> bool:
     )
 
 
+def recover_if_lost(processes: Iterable[PipelineProcess]) -> bool:
+    """Before showing ``processes``, queue again any lost run (and all others); True if one changed.
+
+    The workers do this on their own within a check interval; a page only gets there sooner.
+    """
+    return any(looks_lost(process) for process in processes) and recovery.recover_lost_runs() > 0
+
+
 def refresh_if_lost(process: PipelineProcess) -> None:
-    """Before showing a process, fail it (and any other lost run) if its worker stopped beating."""
-    if looks_lost(process) and reap_stale_processes():
+    if recover_if_lost([process]):
         process.refresh_from_db()
+
+
+def waiting_reason(process: PipelineProcess) -> str:
+    """Why a pending run is not starting, when the engine can tell ('' otherwise): no worker consumes its queue."""
+    if process.state != ASYNC_STATUS_PENDING:
+        return ''
+    queue = queue_name(process)
+    if recovery.consumers_of(queue):
+        return ''
+    return f'waiting: no worker is consuming queue {queue}'
 
 
 def log_lines(process: PipelineProcess, after: int = 0, limit: int = 1000) -> list[PipelineLogLine]:

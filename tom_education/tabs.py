@@ -76,8 +76,8 @@ def run_form_context(user: Any, target: Target, form: RunForm | None = None, err
 def target_processes_context(user: Any, target: Target) -> dict[str, Any]:
     visible = services.listed_processes(user).filter(target=target)
     processes = list(visible[:20])
-    if any(services.looks_lost(process) for process in processes) and services.reap_stale_processes():
-        processes = list(visible[:20])  # a lost run now shows as failed, and the list stops refreshing
+    if services.recover_if_lost(processes):
+        processes = list(visible[:20])  # a lost run now shows as queued again (or failed)
     return {
         'tom_education_target': target,
         'tom_education_processes': processes,

@@ -66,6 +66,7 @@ class ProcessDetailView(VisibleProcessMixin, DetailView):
                 for product in services.visible_outputs(user, process)
             ],
             'reduced_outputs': {name: qs.count() for name, qs in process.output_reduced_data().items()},
+            'waiting': services.waiting_reason(process),
             'may_cancel': process.is_active and services.may_cancel(user, process),
             'show_traceback': bool(process.traceback) and services.may_cancel(user, process),
         })
@@ -85,6 +86,7 @@ class ProcessLogView(VisibleProcessMixin, View):
             'state': process.state,
             'state_display': process.get_state_display(),
             'status': process.status,
+            'waiting': services.waiting_reason(process),
             'failure_message': process.failure_message,
             'final': page.final,
         })

@@ -111,14 +111,16 @@ class Command(BaseCommand):
     def _follow(self, process: PipelineProcess) -> None:
         cursor, last_status = 0, None
         while True:
-            process.refresh_from_db(fields=['state', 'status', 'failure_message', 'heartbeat', 'progress_report'])
+            process.refresh_from_db(fields=['state', 'status', 'failure_message', 'heartbeat', 'progress_report',
+                                            'attempts'])
             page = services.log_page(process, after=cursor)
             for line in page.lines:
                 self.bar.write(f'  {line.message}')
             cursor = page.next
-            if process.status != last_status:
-                self.bar.write(f'[{process.state}] {process.status}')
-                last_status = process.status
+            status = services.waiting_reason(process) or process.status
+            if status != last_status:
+                self.bar.write(f'[{process.state}] {status}')
+                last_status = status
             self.bar.show(process.progress_info)
             if page.final:
                 self.bar.finish()
