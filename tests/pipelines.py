@@ -166,6 +166,7 @@ class Tunable(PipelineProcess):
 
     short_name = 'tunable'
     allowed_suffixes = ['.json', '.fits']
+    inputs_required = False
     flags = {'verbose': {'default': False, 'long_name': 'Log every step'}}
     options = {
         'radius': {'type': 'float', 'default': None, 'min': 0.5, 'max': 100, 'required': False,
@@ -176,6 +177,7 @@ class Tunable(PipelineProcess):
         'stars': {'type': 'text', 'default': '', 'max_length': 200, 'long_name': 'Comparison stars (one per line)'},
         'steps': {'type': 'int', 'default': 0, 'min': 0, 'max': 1000, 'long_name': 'Steps to count through'},
         'step_seconds': {'type': 'float', 'default': 0.0, 'min': 0, 'max': 5, 'long_name': 'Seconds per step'},
+        'scale': {'type': 'float', 'default': 1.0, 'min': 0.5, 'max': 4, 'step': 0.5, 'long_name': 'Scale'},
     }
 
     class Meta:

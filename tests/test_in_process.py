@@ -82,7 +82,9 @@ def test_with_per_product_permissions_outputs_are_shared_like_their_inputs(targe
     other_user.groups.add(students)
     with override_settings(TARGET_PERMISSIONS_ONLY=False):
         process = start_without_worker(target, None, {
-            'outputs': [{'name': 'plot.png', 'content': 'p', 'type': 'DataProduct'}],
+            'outputs': [{'name': 'plot.png', 'content': 'p', 'type': 'DataProduct'},
+                        {'name': 'lc.csv', 'content': 'mjd,mag,mag_err\n60000,15.1,0.02\n', 'type': 'ReducedDatum',
+                         'tag': 'photometry'}],
         })
         (script,) = process.input_files.all()
         assign_perm('tom_dataproducts.view_dataproduct', students, script)
@@ -94,6 +96,9 @@ def test_with_per_product_permissions_outputs_are_shared_like_their_inputs(targe
         assert list(services.visible_outputs(user, process)) == [output]
         assert list(services.visible_outputs(other_user, process)) == [output]
         assert other_user.has_perm('tom_dataproducts.view_dataproduct', output)
+        (point,) = process.output_photometry.all()
+        # the owner sees the light-curve point on tom_base's Photometry tab, which checks this permission
+        assert user.has_perm('tom_dataproducts.view_photometryreduceddatum', point)
         outsider = type(user).objects.create_user('outsider')
         outsider.groups.add(teachers)
         assert list(services.visible_outputs(outsider, process)) == []

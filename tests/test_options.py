@@ -1,5 +1,7 @@
 """Run options: typed values next to the flags, judged once in services and refused alike on every channel."""
+import io
 import json
+import re
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -14,7 +16,7 @@ from tom_education.models import ASYNC_STATUS_CREATED, PipelineProcess
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-DEFAULTS = {'radius': None, 'fps': 10, 'format': 'gif', 'stars': '', 'steps': 0, 'step_seconds': 0.0}
+DEFAULTS = {'radius': None, 'fps': 10, 'format': 'gif', 'stars': '', 'steps': 0, 'step_seconds': 0.0, 'scale': 1.0}
 
 #: (option values sent, the message every channel answers with)
 BAD_VALUES = [
@@ -27,8 +29,9 @@ BAD_VALUES = [
     ({'radius': 'nan'}, 'Option "radius" must be a number from 0.5 to 100, not nan.'),
     ({'format': 'avi'}, 'Option "format" must be one of "gif", "mp4", "webm", not avi.'),
     ({'stars': 'x' * 201}, 'Option "stars" must be text of at most 200 characters; got 201 characters.'),
+    ({'scale': '0.75'}, 'Option "scale" must be a number from 0.5 to 4 in steps of 0.5, not 0.75.'),
     ({'colour': 'red'}, 'Unknown option "colour" for this pipeline. Its options are: radius, fps, format, stars, '
-                        'steps, step_seconds.'),
+                        'steps, step_seconds, scale.'),
 ]
 BAD_JSON_ONLY = [
     ({'fps': True}, 'Option "fps" must be a whole number from 1 to 60, not true.'),
@@ -46,8 +49,8 @@ def test_defaults_are_stored_and_good_values_typed(user, target):
     process = start(user, target, options={'radius': '7.5', 'fps': '24', 'format': 'webm', 'stars': '10 20\n30 40'})
     assert process.option_values == {**DEFAULTS, 'radius': 7.5, 'fps': 24, 'format': 'webm', 'stars': '10 20\n30 40'}
     # JSON numbers as well as text, a whole number written as a decimal, and an optional option emptied
-    process = start(user, target, options={'radius': None, 'fps': 30.0, 'step_seconds': 1})
-    assert process.option_values == {**DEFAULTS, 'fps': 30, 'step_seconds': 1.0}
+    process = start(user, target, options={'radius': None, 'fps': 30.0, 'step_seconds': 1, 'scale': '2.5'})
+    assert process.option_values == {**DEFAULTS, 'fps': 30, 'step_seconds': 1.0, 'scale': 2.5}
     assert isinstance(process.option_values['fps'], int)
 
 
@@ -148,12 +151,21 @@ def test_site_defaults_override_the_class_and_are_checked(user, target, settings
     assert 'name="option::Tunable::fps" id="tom-education-option-optiontunablefps" value="24"' in client.get(
         f'/targets/{target.pk}/').content.decode()
     settings.TOM_EDUCATION_OPTION_DEFAULTS = {'Tunable': {'fps': 500, 'size': 3}, 'Nope': {}}
+    with pytest.raises(services.ProcessInputError) as caught:
+        start(user, target)
+    # the site's default is at fault, and the message says so
+    assert caught.value.message == (
+        'This TOM\'s default for option "fps" is not accepted (Option "fps" must be a whole number from 1 to 60, '
+        'not 500.) Give a value, and ask the TOM administrator to fix TOM_EDUCATION_OPTION_DEFAULTS.'
+    )
+    assert start(user, target, options={'fps': 5}).option_values['fps'] == 5
     with pytest.raises(SystemCheckError) as caught:
         call_command('check', '--fail-level', 'WARNING')
     report = str(caught.value)
     assert 'TOM_EDUCATION_OPTION_DEFAULTS["Tunable"]: the default of option \'fps\' is not accepted by the option ' \
            'itself: Option "fps" must be a whole number from 1 to 60, not 500.' in report
     assert "it sets a default for option 'size', which the pipeline does not have" in report
+    assert 'This default is ignored' in report and 'not 500..' not in report
     assert 'TOM_EDUCATION_OPTION_DEFAULTS names pipeline "Nope"' in report
 
 
@@ -194,7 +206,8 @@ def test_rerun_keeps_what_is_still_valid_and_says_what_it_dropped(user, target, 
     second = PipelineProcess.objects.exclude(pk=first.pk).get()
     assert response['Location'] == f'/pipeline/{second.pk}'
     assert second.flag_values == {'verbose': True}
-    assert second.option_values == {'radius': None, 'fps': 10, 'stars': '', 'steps': 2, 'step_seconds': 0.0}
+    assert second.option_values == {'radius': None, 'fps': 10, 'stars': '', 'steps': 2, 'step_seconds': 0.0,
+                                     'scale': 1.0}
     notes = list(second.log_lines.values_list('message', flat=True))
     assert notes == [
         f'Re-run of {first.identifier}.',
@@ -209,3 +222,25 @@ def test_spec_pipelines_without_options_store_none(user, target):
     product = make_product(target, 'a.fits')
     process = services.start_process(user=user, pipeline='Flag demo', target=target, input_files=[product])
     assert process.option_values == {}
+
+
+def test_cli_shows_a_bar_on_a_terminal_and_keeps_redirected_output_clean(worker, user, target):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    out, err = io.StringIO(), Terminal()
+    call_command('run_pipeline', 'Tunable', '--target', target.name, '--option', 'steps=6',
+                 '--option', 'step_seconds=0.4', stdout=out, stderr=err)
+    # no --product: this pipeline runs without input files
+    assert PipelineProcess.objects.get().input_files.count() == 0
+    assert '\x1b' not in out.getvalue() and '[created] created' in out.getvalue()
+    assert re.search(r'\r\x1b\[K\[#+\.*\] \d/6 \(\d+%\)', err.getvalue())
+    assert '[##############################] 6/6 (100%)' in err.getvalue()
+    # without a terminal: plain lines, at most one per tenth of the way
+    out = io.StringIO()
+    call_command('run_pipeline', 'Tunable', '--target', target.name, '--option', 'steps=6',
+                 '--option', 'step_seconds=0.4', stdout=out, stderr=io.StringIO())
+    lines = [line for line in out.getvalue().splitlines() if line.startswith('progress: ')]
+    assert lines and lines[-1].startswith('progress: 6/6 (100%)') and len(lines) <= 11
+    assert '\x1b' not in out.getvalue()

@@ -279,3 +279,17 @@ def test_an_output_whose_file_is_gone_answers_404_with_a_message_and_no_path(wor
     assert answer.status_code == 404 and 'missing from the TOM\'s storage' in answer.json()['detail']
     for response in (page, answer):
         assert str(settings.MEDIA_ROOT) not in body(response)
+
+
+def test_with_per_product_permissions_hidden_inputs_are_not_named(world, settings):
+    """TARGET_PERMISSIONS_ONLY = False: seeing a public run does not show inputs one may not view."""
+    settings.TARGET_PERMISSIONS_ONLY = False
+    run = world['alice_public']
+    client = Client()
+    client.force_login(world['bob'])
+    page = body(client.get(f'/pipeline/{run.process.pk}'))
+    assert 'publicbeacon-input' not in page
+    api = Client(HTTP_AUTHORIZATION=f'Token {Token.objects.get_or_create(user=world["bob"])[0].key}')
+    assert api.get(f'/api/pipelineprocesses/{run.process.pk}/').json()['input_files'] == []
+    assign_perm('tom_dataproducts.view_dataproduct', world['bob'], run.process.input_files.get())
+    assert 'publicbeacon-input' in body(client.get(f'/pipeline/{run.process.pk}'))

@@ -110,7 +110,7 @@ class ProcessSerializer(serializers.ModelSerializer):
     )
     losses = LossSerializer(many=True, read_only=True,
                             help_text='Earlier attempts lost through no fault of the pipeline (retried automatically)')
-    input_files = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    input_files = serializers.SerializerMethodField(help_text='Primary keys of the inputs you may view')
     final = serializers.BooleanField(source='is_final', read_only=True)
     page = serializers.CharField(source='get_absolute_url', read_only=True)
 
@@ -126,6 +126,10 @@ class ProcessSerializer(serializers.ModelSerializer):
     @extend_schema_field(ProgressSerializer(allow_null=True))
     def get_progress(self, process: PipelineProcess) -> dict[str, Any] | None:
         return process.progress_info
+
+    @extend_schema_field(serializers.ListField(child=serializers.IntegerField()))
+    def get_input_files(self, process: PipelineProcess) -> list[int]:
+        return [product.pk for product in services.visible_inputs(self.context['request'].user, process)]
 
     def get_waiting(self, process: PipelineProcess) -> str:
         return services.waiting_reason(process)
@@ -233,9 +237,10 @@ class BoundedJSONParser(JSONParser):
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         try:
             data = super().parse(stream, media_type, parser_context)
+            too_deep = json_depth(data) > MAX_JSON_DEPTH
         except RecursionError:
-            data = None
-        if data is None or json_depth(data) > MAX_JSON_DEPTH:
+            too_deep = True
+        if too_deep:
             raise ParseError(f'JSON parse error - the body nests arrays or objects more than {MAX_JSON_DEPTH} '
                              'levels deep.')
         return data

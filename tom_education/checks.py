@@ -20,7 +20,7 @@ def check_pipelines(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
     # a warning, not an error: the TOM keeps running (runserver and migrate still work) without that pipeline
     return [
         Warning(
-            f'TOM_EDUCATION_PIPELINES entry "{problem.name}" ({problem.path}): {problem.message}.',
+            f'TOM_EDUCATION_PIPELINES entry "{problem.name}" ({problem.path}): {problem.message.rstrip(".")}.',
             hint='Fix or remove the entry; until then the pipeline is not offered.',
             obj=problem.path,
             id='tom_education.W003',
@@ -49,10 +49,9 @@ def check_option_defaults(app_configs: Any = None, **kwargs: Any) -> list[CheckM
             ))
             continue
         messages.extend(
-            Warning(f'TOM_EDUCATION_OPTION_DEFAULTS["{name}"]: {problem}.',
-                    hint='Until it is fixed, runs of this pipeline that use the default are refused.',
+            Warning(f'TOM_EDUCATION_OPTION_DEFAULTS["{name}"]: {problem.rstrip(".")}.', hint=effect,
                     id='tom_education.W004')
-            for problem in registry.site_default_problems(name, usable[name])
+            for problem, effect in registry.site_default_problems(name, usable[name])
         )
     return messages
 

@@ -202,9 +202,9 @@ class PipelineProcess(models.Model):
         if self._run is not None:
             self._run.progress(done, total, message)
         else:
-            type(self).objects.filter(pk=self.pk).update(
-                progress_report=progress_report(done, total, message, finish_estimate=None)
-            )
+            # kept on the instance too, so a later save() (update_status) does not write an older value back
+            self.progress_report = progress_report(done, total, message, finish_estimate=None)
+            type(self).objects.filter(pk=self.pk).update(progress_report=self.progress_report)
 
     def input_path(self, product: DataProduct) -> Path:
         """A local file to read ``product`` from, whatever storage the TOM uses.

@@ -106,10 +106,10 @@ def save_outputs(
                 process.group = group
                 PipelineProcess.objects.filter(pk=process.pk).update(group=group, uncommitted_files=[])
                 process.output_files.add(*(product for _, product in products))
-                share_like_inputs(process, [product for _, product in products])
             for output in outputs:
                 if output.model is ReducedDatum:
                     _save_reduced_datum(process, output, log)
+            share_like_inputs(process)
             before_commit()
     except BaseException:
         for _, product in products:
@@ -117,23 +117,32 @@ def save_outputs(
         raise
 
 
-def share_like_inputs(process: PipelineProcess, products: list[DataProduct]) -> None:
-    """With ``TARGET_PERMISSIONS_ONLY = False`` products carry their own permissions: give the outputs to
-    whoever may view every input (the user who started the run and the groups that hold ``view_dataproduct``
-    on all inputs), so an output is never more visible than what it was made from, nor hidden from its owner."""
-    if getattr(settings, 'TARGET_PERMISSIONS_ONLY', True) or not products:
+#: The permission that lets a user see each kind of output when products carry their own permissions.
+VIEW_PERMISSIONS = {
+    'output_files': 'tom_dataproducts.view_dataproduct',
+    'output_data': 'tom_dataproducts.view_reduceddatum',
+    'output_photometry': 'tom_dataproducts.view_photometryreduceddatum',
+}
+
+
+def share_like_inputs(process: PipelineProcess) -> None:
+    """With ``TARGET_PERMISSIONS_ONLY = False`` data carry their own permissions: give the run's outputs (files,
+    reduced data, light-curve points) to whoever may view every input: the user who started the run and the
+    groups that hold ``view_dataproduct`` on all inputs. An output is never more visible than what it was made
+    from, nor hidden from its owner."""
+    if getattr(settings, 'TARGET_PERMISSIONS_ONLY', True):
         return
-    permission = 'tom_dataproducts.view_dataproduct'
-    outputs = DataProduct.objects.filter(pk__in=[product.pk for product in products])
     groups = None
     for product in process.input_files.all():
         holding = {group for group, codenames in get_groups_with_perms(product, attach_perms=True).items()
                    if 'view_dataproduct' in codenames}
         groups = holding if groups is None else groups & holding
-    for group in groups or ():
-        assign_perm(permission, group, outputs)
-    if process.created_by_id is not None:
-        assign_perm(permission, process.created_by, outputs)
+    owners = [*(groups or ()), *([process.created_by] if process.created_by_id is not None else [])]
+    for relation, permission in VIEW_PERMISSIONS.items():
+        outputs = getattr(process, relation).all()
+        if owners and outputs.exists():
+            for owner in owners:
+                assign_perm(permission, owner, outputs)
 
 
 def _store_file(process: PipelineProcess, output: CheckedOutput) -> DataProduct:

@@ -49,19 +49,23 @@ def validate_class(cls: object) -> list[str]:
     return problems
 
 
-def site_default_problems(name: str, cls: type[PipelineProcess]) -> list[str]:
-    """What is wrong with ``TOM_EDUCATION_OPTION_DEFAULTS[name]`` for the (valid) class ``cls``."""
+def site_default_problems(name: str, cls: type[PipelineProcess]) -> list[tuple[str, str]]:
+    """What is wrong with ``TOM_EDUCATION_OPTION_DEFAULTS[name]`` for the (valid) class ``cls``: (problem, effect)."""
     overrides = conf.option_defaults(name)
     declared = {spec.name: spec for spec in cls.option_specs()}
     problems = []
     for option, default in overrides.items():
         spec = declared.get(option)
         if spec is None:
-            known = ', '.join(sorted(declared)) or 'none'
-            problems.append(f'it sets a default for option {option!r}, which the pipeline does not have '
-                            f'(its options: {known})')
+            known = ', '.join(declared) or 'none'
+            problems.append((f'it sets a default for option {option!r}, which the pipeline does not have '
+                             f'(its options: {known})',
+                             'This default is ignored: remove it, or name one of the pipeline\'s options.'))
         else:
-            problems.extend(run_options.default_problems(spec, default))
+            problems.extend(
+                (problem, 'Until it is fixed, runs that leave this option at its default are refused.')
+                for problem in run_options.default_problems(spec, default)
+            )
     return problems
 
 

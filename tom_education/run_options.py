@@ -113,11 +113,13 @@ class OptionSpec:
         if self.type in ('int', 'float'):
             kind = 'a whole number' if self.type == 'int' else 'a number'
             if self.minimum is not None and self.maximum is not None:
-                return f'{kind} from {self.minimum:g} to {self.maximum:g}'
-            if self.minimum is not None:
-                return f'{kind} of at least {self.minimum:g}'
-            if self.maximum is not None:
-                return f'{kind} of at most {self.maximum:g}'
+                kind = f'{kind} from {self.minimum:g} to {self.maximum:g}'
+            elif self.minimum is not None:
+                kind = f'{kind} of at least {self.minimum:g}'
+            elif self.maximum is not None:
+                kind = f'{kind} of at most {self.maximum:g}'
+            if self.step is not None:
+                kind = f'{kind} in steps of {self.step:g}'
             return kind
         if self.type == 'choice':
             return 'one of ' + ', '.join(f'"{choice}"' for choice in self.choices)
@@ -173,6 +175,11 @@ class OptionSpec:
             self.maximum is not None and number > self.maximum
         ):
             raise self._refuse(value)
+        if self.step is not None:
+            # the form's number field allows only min + k x step: every channel accepts the same values
+            steps = (number - (self.minimum or 0)) / self.step
+            if abs(steps - round(steps)) > 1e-9 * max(1.0, abs(steps)):
+                raise self._refuse(value)
         return number
 
     def _refuse(self, value: Any) -> OptionError:

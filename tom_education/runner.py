@@ -44,6 +44,7 @@ from tom_education.models import (
     progress_report,
 )
 from tom_education.outputs import check_outputs, save_outputs
+from tom_education.run_options import OptionError
 
 logger = logging.getLogger(__name__)
 
@@ -470,7 +471,13 @@ def pipeline_parameters(process: PipelineProcess) -> dict[str, Any]:
     }}
     options = {}
     for spec in process.option_specs(conf.option_defaults(process.pipeline)):
-        options[spec.name] = process.option_values.get(spec.name, spec.default)
+        if spec.name in process.option_values:
+            options[spec.name] = process.option_values[spec.name]
+            continue
+        try:
+            options[spec.name] = spec.clean(spec.default)
+        except OptionError:
+            options[spec.name] = spec.empty_value
     return {**flags, **options}
 
 

@@ -108,6 +108,16 @@ def visible_outputs(user: Any, process: PipelineProcess) -> QuerySet:
     return visible_products(user, process.target).filter(created_by_pipeline_processes=process).order_by('pk')
 
 
+def visible_inputs(user: Any, process: PipelineProcess) -> list[DataProduct]:
+    """The input files of a process ``user`` may see, by primary key: all of them, unless products carry their own
+    permissions (``TARGET_PERMISSIONS_ONLY = False``); then only those the user may view."""
+    if user is None or user.is_superuser or getattr(settings, 'TARGET_PERMISSIONS_ONLY', True):
+        inputs = list(process.input_files.all())  # the process is visible, so is its target: no further query
+    else:
+        inputs = list(visible_products(user, process.target).filter(pipeline_processes=process))
+    return sorted(inputs, key=lambda product: product.pk)
+
+
 def visible_output(user: Any, process: PipelineProcess, product_pk: Any) -> DataProduct | None:
     """One output of ``process`` for a download; None for anything else (not an output, invisible, malformed)."""
     pk = parse_pk(product_pk)
@@ -166,7 +176,12 @@ def resolve_options(
         try:
             values[spec.name] = spec.clean(given[spec.name] if spec.name in given else spec.default)
         except run_options.OptionError as exc:
-            raise ProcessInputError(exc.message, 'options', option=spec.name) from None
+            message = exc.message
+            if spec.name not in given and spec.default is not None:
+                # the site's default is at fault, not the user: say so, and what they can do meanwhile
+                message = (f'This TOM\'s default for option "{spec.name}" is not accepted ({exc.message}) Give a '
+                           'value, and ask the TOM administrator to fix TOM_EDUCATION_OPTION_DEFAULTS.')
+            raise ProcessInputError(message, 'options', option=spec.name) from None
     return values
 
 
@@ -412,7 +427,7 @@ def summary(process: PipelineProcess, user: Any = None) -> dict[str, Any]:
         'flags': process.flag_values,
         'options': process.option_values,
         'progress': process.progress_info,
-        'input_files': list(process.input_files.values_list('pk', flat=True)),
+        'input_files': [product.pk for product in visible_inputs(user, process)],
         'created': process.created.isoformat(),
         'started': process.started.isoformat() if process.started else None,
         'finished': process.finished.isoformat() if process.finished else None,

@@ -58,9 +58,10 @@ class ProcessDetailView(VisibleProcessMixin, DetailView):
             'log_lines': lines,
             'earlier_lines': lines[0].seq - 1 if lines else 0,
             'cursor': lines[-1].seq if lines else 0,
-            'inputs': [
-                (product, services.product_file_name(product)) for product in process.input_files.order_by('data')
-            ],
+            'inputs': sorted(
+                ((product, services.product_file_name(product)) for product in services.visible_inputs(user, process)),
+                key=lambda item: item[1],
+            ),
             'outputs': [
                 (product, services.product_file_name(product))
                 for product in services.visible_outputs(user, process)

@@ -39,7 +39,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument('pipeline', help='name the pipeline is registered under in TOM_EDUCATION_PIPELINES')
         parser.add_argument('--target', required=True, help='target name (or primary key)')
-        inputs = parser.add_mutually_exclusive_group(required=True)
+        # neither is needed for a pipeline that runs without input files (inputs_required = False)
+        inputs = parser.add_mutually_exclusive_group()
         inputs.add_argument('--product', type=int, action='append', dest='products', metavar='ID',
                             help='data product primary key; repeat for several')
         inputs.add_argument('--all', action='store_true', help='every data product of the target')
@@ -55,12 +56,14 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         user = self._user(options['user'])
         target = self._target(options['target'])
-        products = self._all_accepted(options['pipeline'], user, target) if options['all'] else options['products']
+        products = options['products'] or []
+        if options['all']:
+            products = self._all_accepted(options['pipeline'], user, target)
         flags = dict(parse_flag(text) for text in options['flag'])
         option_values = dict(parse_option(text) for text in options['option'])
         # human-readable output goes to stderr when stdout is reserved for JSON
         self.out = self.stderr if options['json'] else self.stdout
-        self.bar = ProgressPrinter(self.out, interactive=self.stderr.isatty() and not options['json'])
+        self.bar = ProgressPrinter(self.out, self.stderr if self.stderr.isatty() and not options['json'] else None)
         try:
             process = services.start_process(
                 user=user, pipeline=options['pipeline'], target=target, input_files=products, flags=flags,
@@ -130,37 +133,38 @@ class Command(BaseCommand):
 
 
 class ProgressPrinter:
-    """The run's progress in a terminal: a bar redrawn in place on a terminal, plain lines anywhere else.
+    """Messages and the run's progress: a bar redrawn in place when standard error is a terminal, plain lines
+    otherwise.
 
-    On a terminal the bar lives on the last line, and log lines are written above it. Elsewhere (a
-    pipe, a log file, ``--json``) a line is printed at every tenth of the way, so logs stay short.
+    The bar lives on standard error's last line and messages are written above it, so
+    ``run_pipeline ... > run.log`` in a terminal keeps the bar on screen and the file clean.
+    Without a terminal (a pipe, a log file, ``--json``) a line is printed at every tenth of the
+    way, with the messages, so logs stay short.
     """
 
     WIDTH = 30
 
-    def __init__(self, out: Any, interactive: bool) -> None:
+    def __init__(self, out: Any, bar: Any | None) -> None:
         self.out = out
-        self.interactive = interactive
+        self.bar = bar  # standard error when it is a terminal, else None
         self.drawn = ''
         self.last_tenth = -1
 
     def write(self, line: str) -> None:
-        if self.drawn:
-            self.out.write('\r\x1b[K', ending='')
+        self._clear()
         self.out.write(line)
-        if self.drawn:
-            self.out.write(self.drawn, ending='')
         self.out.flush()
+        self._draw()
 
     def show(self, progress: dict[str, Any] | None) -> None:
         if not progress or not progress['total']:
             return
         text = describe_progress(progress)
-        if self.interactive:
+        if self.bar is not None:
             filled = round(progress['fraction'] * self.WIDTH)
+            self._clear()
             self.drawn = f'[{"#" * filled}{"." * (self.WIDTH - filled)}] {text}'
-            self.out.write(f'\r\x1b[K{self.drawn}', ending='')
-            self.out.flush()
+            self._draw()
             return
         tenth = int(progress['fraction'] * 10)
         if tenth != self.last_tenth:
@@ -169,8 +173,17 @@ class ProgressPrinter:
 
     def finish(self) -> None:
         if self.drawn:
-            self.out.write('')
+            self.bar.write('')
             self.drawn = ''
+
+    def _clear(self) -> None:
+        if self.drawn:
+            self.bar.write('\r\x1b[K', ending='')
+
+    def _draw(self) -> None:
+        if self.drawn:
+            self.bar.write(self.drawn, ending='')
+            self.bar.flush()
 
 
 def describe_progress(progress: dict[str, Any]) -> str:
