@@ -140,3 +140,35 @@ class Countdown(PipelineProcess):
         summary = tmpdir / 'summary.txt'
         summary.write_text('\n'.join(names))
         return [(summary, DataProduct)]
+
+
+class Tunable(PipelineProcess):
+    """Options of every type: saves what ``do_pipeline`` received, after reporting progress over its steps."""
+
+    short_name = 'tunable'
+    allowed_suffixes = ['.json', '.fits']
+    flags = {'verbose': {'default': False, 'long_name': 'Log every step'}}
+    options = {
+        'radius': {'type': 'float', 'default': None, 'min': 0.5, 'max': 100, 'required': False,
+                   'long_name': 'Aperture radius (px); empty = 2 x FWHM'},
+        'fps': {'type': 'int', 'default': 10, 'min': 1, 'max': 60, 'long_name': 'Frames per second'},
+        'format': {'type': 'choice', 'choices': ['gif', 'mp4', 'webm'], 'default': 'gif',
+                   'long_name': 'Movie format'},
+        'stars': {'type': 'text', 'default': '', 'max_length': 200, 'long_name': 'Comparison stars (one per line)'},
+        'steps': {'type': 'int', 'default': 0, 'min': 0, 'max': 1000, 'long_name': 'Steps to count through'},
+        'step_seconds': {'type': 'float', 'default': 0.0, 'min': 0, 'max': 5, 'long_name': 'Seconds per step'},
+    }
+
+    class Meta:
+        proxy = True
+        app_label = 'tests'
+
+    def do_pipeline(self, tmpdir, **params):
+        for step in range(params['steps']):
+            time.sleep(params['step_seconds'])
+            self.progress(step + 1, params['steps'], f'step {step + 1}')
+            if params['verbose']:
+                self.log(f'step {step + 1}')
+        received = tmpdir / 'received.json'
+        received.write_text(json.dumps(params, sort_keys=True))
+        return [(received, ReducedDatum, 'received')]

@@ -45,5 +45,6 @@ TOM_EDUCATION_PIPELINES = {
     'Slow': 'tests.pipelines.Slow',
     'Countdown': 'tests.pipelines.Countdown',
     'Fault scripted': 'tests.pipelines.FaultScripted',
+    'Tunable': 'tests.pipelines.Tunable',
 }
 DATA_PRODUCT_TYPES = {**DATA_PRODUCT_TYPES, 'csv_table': ('csv_table', 'CSV table')}  # noqa: F405

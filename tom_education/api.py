@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db.models import QuerySet
 from django.http import FileResponse
-from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
@@ -22,13 +23,15 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, ParseError, PermissionDenied, ValidationError
 from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from tom_education import registry, services
+from tom_education import registry, run_options, services
+from tom_education.downloads import OutputFileMissing, output_file_response
 from tom_education.models import STATE_CHOICES, PipelineProcess
 
 PROCESS_STATES = [value for value, _ in STATE_CHOICES]
@@ -40,12 +43,36 @@ class FlagSerializer(serializers.Serializer):
     long_name = serializers.CharField()
 
 
+class OptionSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.ChoiceField(choices=run_options.OPTION_TYPES)
+    default = serializers.JSONField(allow_null=True, help_text='This site\'s default (used when omitted)')
+    long_name = serializers.CharField()
+    required = serializers.BooleanField(help_text='False: may be left empty (null, or "" for text)')
+    min = serializers.FloatField(allow_null=True, help_text='Smallest value (numbers)')
+    max = serializers.FloatField(allow_null=True, help_text='Largest value (numbers)')
+    step = serializers.FloatField(allow_null=True, help_text='Suggested increment (numbers)')
+    choices = serializers.ListField(child=serializers.JSONField(), help_text='Allowed values (choice)')
+    max_length = serializers.IntegerField(allow_null=True, help_text='Longest value (text)')
+    help = serializers.CharField(allow_blank=True)
+
+
 class PipelineSerializer(serializers.Serializer):
     name = serializers.CharField(help_text='The name to start it by (a key of TOM_EDUCATION_PIPELINES)')
     short_name = serializers.CharField()
     description = serializers.CharField()
     allowed_suffixes = serializers.ListField(child=serializers.CharField(), allow_null=True)
+    inputs_required = serializers.BooleanField(help_text='False: the pipeline may be started with no input file')
     flags = FlagSerializer(many=True)
+    options = OptionSerializer(many=True)
+
+
+class ProgressSerializer(serializers.Serializer):
+    done = serializers.IntegerField()
+    total = serializers.IntegerField(allow_null=True, help_text='Null when the pipeline did not say')
+    fraction = serializers.FloatField(allow_null=True, help_text='done / total, from 0 to 1')
+    eta = serializers.FloatField(allow_null=True, help_text='Estimated seconds left while running, else null')
+    message = serializers.CharField(allow_blank=True)
 
 
 class OutputProductSerializer(serializers.Serializer):
@@ -68,6 +95,8 @@ class ProcessSerializer(serializers.ModelSerializer):
     target_name = serializers.CharField(source='target.name', read_only=True)
     created_by = serializers.SlugRelatedField(slug_field='username', read_only=True, allow_null=True)
     flags = serializers.DictField(source='flag_values', child=serializers.BooleanField(), read_only=True)
+    options = serializers.DictField(source='option_values', child=serializers.JSONField(), read_only=True)
+    progress = serializers.SerializerMethodField(help_text='The last progress the pipeline reported, or null')
     input_files = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
     final = serializers.BooleanField(source='is_final', read_only=True)
     page = serializers.CharField(source='get_absolute_url', read_only=True)
@@ -76,9 +105,14 @@ class ProcessSerializer(serializers.ModelSerializer):
         model = PipelineProcess
         fields = [
             'id', 'identifier', 'pipeline', 'target', 'target_name', 'state', 'status', 'final', 'failure_message',
-            'flags', 'input_files', 'created_by', 'created', 'started', 'finished', 'group', 'page',
+            'progress', 'flags', 'options', 'input_files', 'created_by', 'created', 'started', 'finished', 'group',
+            'page',
         ]
         read_only_fields = fields
+
+    @extend_schema_field(ProgressSerializer(allow_null=True))
+    def get_progress(self, process: PipelineProcess) -> dict[str, Any] | None:
+        return process.progress_info
 
 
 class ProcessDetailSerializer(ProcessSerializer):
@@ -102,21 +136,24 @@ class ProcessDetailSerializer(ProcessSerializer):
                         'api:pipelineprocesses-output', kwargs={'pk': process.pk, 'product_pk': product.pk}
                     )),
                 }
-                for product in process.output_products()
+                for product in services.visible_outputs(request.user, process)
             ],
             'reduced_data': {name: queryset.count() for name, queryset in process.output_reduced_data().items()},
         }
 
 
 class StartProcessSerializer(serializers.Serializer):
-    pipeline = serializers.CharField(help_text='Name of a registered pipeline (see /api/pipelines/)')
+    pipeline = serializers.CharField(max_length=200, help_text='Name of a registered pipeline (see /api/pipelines/)')
     target = serializers.IntegerField(min_value=1, max_value=services.MAX_PK,
                                       help_text='Primary key of a target you may view')
     input_files = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=services.MAX_PK),
-                                        allow_empty=True,
+                                        allow_empty=True, max_length=services.MAX_INPUT_FILES,
                                         help_text='Primary keys of the target\'s data products')
     flags = serializers.DictField(child=serializers.JSONField(), required=False, default=dict,
                                   help_text='Flag name -> true/false; omitted flags take their defaults')
+    options = serializers.DictField(child=serializers.JSONField(allow_null=True), required=False, default=dict,
+                                    help_text='Option name -> value (see /api/pipelines/); omitted options take '
+                                              'their defaults')
 
 
 class LogLineSerializer(serializers.Serializer):
@@ -157,6 +194,37 @@ NOT_FOUND = OpenApiResponse(ErrorSerializer, description='No such object, or you
 UNAUTHENTICATED = OpenApiResponse(ErrorSerializer, description='Authentication is required')
 
 
+#: Deepest nesting of arrays and objects a request body may have (ours need two or three levels).
+MAX_JSON_DEPTH = 20
+
+
+def json_depth(value: Any) -> int:
+    """How deeply ``value`` nests lists and dicts, measured without recursion."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, depth)
+            if depth > MAX_JSON_DEPTH:
+                break
+            todo.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+class BoundedJSONParser(JSONParser):
+    """DRF's JSON parser, refusing bodies nested too deeply for Python (a RecursionError is a 500 otherwise)."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        try:
+            data = super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            data = None
+        if data is None or json_depth(data) > MAX_JSON_DEPTH:
+            raise ParseError(f'JSON parse error - the body nests arrays or objects more than {MAX_JSON_DEPTH} '
+                             'levels deep.')
+        return data
+
+
 class ProcessPagination(LimitOffsetPagination):
     default_limit = 50
     max_limit = 500
@@ -176,10 +244,12 @@ class PipelineViewSet(viewsets.ViewSet):
                 'short_name': pipeline_class.short_name,
                 'description': pipeline_class.describe(),
                 'allowed_suffixes': pipeline_class.allowed_suffixes,
+                'inputs_required': pipeline_class.inputs_required,
                 'flags': [
                     {'name': flag, 'default': default, 'long_name': label}
                     for flag, default, label in pipeline_class.flag_specs()
                 ],
+                'options': [spec.describe() for spec in services.option_specs(name, pipeline_class)],
             }
             for name, pipeline_class in registry.pipelines().items()
         ]
@@ -197,6 +267,18 @@ class ProcessViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
     lookup_value_regex = '[^/]+'
 
     serializer_class = ProcessSerializer
+    parser_classes = [BoundedJSONParser, FormParser, MultiPartParser]
+
+    def handle_exception(self, exc: Exception) -> Response:
+        """A body over Django's DATA_UPLOAD_MAX_MEMORY_SIZE answers in JSON like every other error here."""
+        if isinstance(exc, RequestDataTooBig):
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            return Response(
+                {'detail': f'The request body is larger than this TOM accepts ({limit} bytes, '
+                           'DATA_UPLOAD_MAX_MEMORY_SIZE). Send fewer or shorter values.'},
+                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
+        return super().handle_exception(exc)
 
     def get_queryset(self) -> QuerySet:
         processes = services.visible_processes(self.request.user)
@@ -263,7 +345,7 @@ class ProcessViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
         try:
             process = services.start_process(user=request.user, **start.validated_data)
         except services.ProcessInputError as exc:
-            raise ValidationError({exc.field or 'non_field_errors': [exc.message]}) from None
+            raise input_error(exc) from None
         return self._started(process)
 
     def _started(self, process: PipelineProcess) -> Response:
@@ -314,17 +396,31 @@ class ProcessViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
         try:
             process = services.rerun_process(user=request.user, process=self.get_object())
         except services.ProcessInputError as exc:
-            raise ValidationError({exc.field or 'non_field_errors': [exc.message]}) from None
+            raise input_error(exc) from None
         return self._started(process)
 
     @documented(responses={(200, 'application/octet-stream'): OpenApiTypes.BINARY, 401: UNAUTHENTICATED,
                               403: UNAUTHENTICATED, 404: NOT_FOUND})
     @action(detail=True, methods=['get'], url_path=r'outputs/(?P<product_pk>[^/]+)')
     def output(self, request: Request, pk: str | None = None, product_pk: str | None = None) -> FileResponse:
-        """Download one output file of the process, from whatever storage holds it."""
-        product = get_object_or_404(self.get_object().output_products(), pk=services.parse_pk(product_pk) or 0)
-        return FileResponse(product.data.open('rb'), as_attachment=True,
-                            filename=services.product_file_name(product))
+        """Download one output file of the process, from whatever storage holds it.
+
+        Images, movies and plain text come inline (a browser shows them), anything else as an attachment.
+        """
+        product = services.visible_output(request.user, self.get_object(), product_pk)
+        if product is None:
+            raise NotFound()
+        try:
+            return output_file_response(product)
+        except OutputFileMissing as exc:
+            raise NotFound(exc.message) from None
+
+
+def input_error(exc: services.ProcessInputError) -> ValidationError:
+    """The API's form of a refused request: the field at fault (and, for an option, which one) -> messages."""
+    if exc.option:
+        return ValidationError({exc.field: {exc.option: [exc.message]}})
+    return ValidationError({exc.field or 'non_field_errors': [exc.message]})
 
 
 def _bounded_int(raw: str | None, name: str, default: int, lowest: int, highest: int) -> int:

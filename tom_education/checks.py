@@ -30,6 +30,34 @@ def check_pipelines(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
 
 
 @register('tom_education')
+def check_option_defaults(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    configured = getattr(settings, 'TOM_EDUCATION_OPTION_DEFAULTS', {})
+    if not isinstance(configured, dict) or not all(isinstance(value, dict) for value in configured.values()):
+        return [Error(
+            'TOM_EDUCATION_OPTION_DEFAULTS must be a dict of {pipeline name: {option name: default}}.',
+            id='tom_education.E002',
+        )]
+    usable = registry.pipelines()
+    messages: list[CheckMessage] = []
+    for name in configured:
+        if name not in usable:
+            messages.append(Warning(
+                f'TOM_EDUCATION_OPTION_DEFAULTS names pipeline "{name}", which is not a usable entry of '
+                'TOM_EDUCATION_PIPELINES.',
+                hint='Use the name the pipeline is registered under.',
+                id='tom_education.W004',
+            ))
+            continue
+        messages.extend(
+            Warning(f'TOM_EDUCATION_OPTION_DEFAULTS["{name}"]: {problem}.',
+                    hint='Until it is fixed, runs of this pipeline that use the default are refused.',
+                    id='tom_education.W004')
+            for problem in registry.site_default_problems(name, usable[name])
+        )
+    return messages
+
+
+@register('tom_education')
 def check_time_limits(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     messages: list[CheckMessage] = []
     if conf.hard_time_limit() <= conf.soft_time_limit():

@@ -23,6 +23,17 @@ def pipelines() -> dict[str, str]:
     return dict(configured) if isinstance(configured, dict) else {}
 
 
+def option_defaults(pipeline: str) -> dict[str, Any]:
+    """``TOM_EDUCATION_OPTION_DEFAULTS[pipeline]``: this site's defaults for the options of a registered pipeline.
+
+    Keyed by the name the pipeline is registered under, e.g.
+    ``{'Light curve (aperture photometry)': {'aperture_radius': 8.0}}``; checked by ``manage.py check``.
+    """
+    configured = getattr(settings, 'TOM_EDUCATION_OPTION_DEFAULTS', {}) or {}
+    overrides = configured.get(pipeline) if isinstance(configured, dict) else None
+    return dict(overrides) if isinstance(overrides, dict) else {}
+
+
 def soft_time_limit() -> int:
     """Seconds a run may take before it is stopped and failed as timed out."""
     return int(getattr(settings, 'TOM_EDUCATION_SOFT_TIME_LIMIT', 3600))

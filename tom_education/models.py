@@ -13,7 +13,8 @@ import tempfile
 from collections import namedtuple
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,8 @@ from django.db import connections, models, router, transaction
 from django.urls import reverse
 from django.utils import timezone
 from tom_dataproducts.models import DataProduct, DataProductGroup, PhotometryReducedDatum, ReducedDatum
+
+from tom_education.run_options import OptionSpec
 
 if TYPE_CHECKING:
     from tom_education.runner import RunContext
@@ -77,6 +80,14 @@ class ProcessCancelled(Exception):
     """Raised inside a running pipeline when its user asked to cancel it."""
 
 
+def progress_report(done: int, total: int | None, message: str, finish_estimate: datetime | None) -> dict[str, Any]:
+    """What ``progress_report`` holds: plain JSON values, the estimate as an ISO time (or None)."""
+    return {
+        'done': done, 'total': total, 'message': message[:200],
+        'finish_estimate': finish_estimate.isoformat() if finish_estimate else None,
+    }
+
+
 def new_identifier(short_name: str) -> str:
     """A readable identifier that stays unique for any number of runs started in the same second."""
     stamp = timezone.now().strftime('%Y%m%d-%H%M%S')
@@ -95,6 +106,11 @@ class PipelineProcess(models.Model):
     allowed_suffixes: list[str] | None = None
     #: Boolean parameters: ``{'name': {'default': bool, 'long_name': str}}``, passed to ``do_pipeline``.
     flags: dict[str, dict[str, Any]] | None = None
+    #: Typed parameters (numbers, choices, text) next to the flags, also passed to ``do_pipeline``
+    #: (an addition to the original API; see ``docs/pipelines.rst``, "Options").
+    options: dict[str, dict[str, Any]] | None = None
+    #: False lets a run start with no input file (the pipeline then reads what it needs itself).
+    inputs_required = True
     #: Shown next to the pipeline's name on the page and in the API; defaults to the docstring's first paragraph.
     description = ''
     #: Celery queue this pipeline's runs are sent to; ``None`` uses the worker's default queue.
@@ -107,6 +123,7 @@ class PipelineProcess(models.Model):
     target = models.ForeignKey('tom_targets.BaseTarget', on_delete=models.CASCADE, related_name='pipeline_processes')
     input_files = models.ManyToManyField(DataProduct, related_name='pipeline_processes')
     flag_values = models.JSONField(default=dict, blank=True)
+    option_values = models.JSONField(default=dict, blank=True)
     state = models.CharField(max_length=20, choices=STATE_CHOICES, default=ASYNC_STATUS_PENDING, db_index=True)
     status = models.CharField(max_length=255, default=ASYNC_STATUS_PENDING)
     failure_message = models.TextField(blank=True, default='')
@@ -125,6 +142,15 @@ class PipelineProcess(models.Model):
     group = models.ForeignKey(
         DataProductGroup, null=True, blank=True, on_delete=models.SET_NULL, related_name='pipeline_processes'
     )
+    # What the run saved, linked by the run itself: a group's membership can be edited by anyone
+    # (tom_base's "add to group" form), so it never decides what a process's outputs are.
+    output_files = models.ManyToManyField(DataProduct, blank=True, related_name='created_by_pipeline_processes')
+    output_data = models.ManyToManyField(ReducedDatum, blank=True, related_name='created_by_pipeline_processes')
+    output_photometry = models.ManyToManyField(
+        PhotometryReducedDatum, blank=True, related_name='created_by_pipeline_processes'
+    )
+    #: The last progress a running pipeline reported: done, total, message and the estimated finish time.
+    progress_report = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ('-created', '-pk')
@@ -152,6 +178,20 @@ class PipelineProcess(models.Model):
             self._run.log(str(msg), level)
         else:
             PipelineLogLine.append(self, [(str(msg), level)])
+
+    def progress(self, done: int, total: int | None = None, message: str = '') -> None:
+        """Report how far the run is: ``done`` of ``total`` items (frames, files, steps).
+
+        Cheap enough to call for every item: on a worker the value is only remembered, and the
+        monitor thread writes the latest one with the log. Pages, the API and ``run_pipeline``
+        show it as a bar with an estimated time left. An addition to the original API.
+        """
+        if self._run is not None:
+            self._run.progress(done, total, message)
+        else:
+            type(self).objects.filter(pk=self.pk).update(
+                progress_report=progress_report(done, total, message, finish_estimate=None)
+            )
 
     def input_path(self, product: DataProduct) -> Path:
         """A local file to read ``product`` from, whatever storage the TOM uses.
@@ -205,6 +245,13 @@ class PipelineProcess(models.Model):
         return {name: default for name, default, _ in cls.flag_specs()}
 
     @classmethod
+    def option_specs(cls, site_defaults: dict[str, Any] | None = None) -> list[OptionSpec]:
+        """Each declared option, with the site's default (``TOM_EDUCATION_OPTION_DEFAULTS``) applied."""
+        specs = [OptionSpec.from_declaration(name, spec) for name, spec in (cls.options or {}).items()]
+        overrides = site_defaults or {}
+        return [replace(spec, default=overrides[spec.name]) if spec.name in overrides else spec for spec in specs]
+
+    @classmethod
     def accepts_file_name(cls, name: str) -> bool:
         if not cls.allowed_suffixes:
             return True
@@ -234,22 +281,38 @@ class PipelineProcess(models.Model):
         return self.state in FINAL_STATES
 
     @property
+    def progress_info(self) -> dict[str, Any] | None:
+        """The last progress report as a bar shows it, or None while the pipeline has reported none.
+
+        ``eta`` (seconds left) counts down from the worker's estimate of the finish time; it is None
+        when unknown, and once the run is no longer running.
+        """
+        report = self.progress_report or {}
+        if report.get('done') is None:
+            return None
+        done, total = report['done'], report.get('total')
+        fraction = min(1.0, max(0.0, done / total)) if total else None
+        eta = None
+        if report.get('finish_estimate') and self.state == ASYNC_STATUS_RUNNING:
+            finish = datetime.fromisoformat(report['finish_estimate'])
+            eta = max(0.0, round((finish - timezone.now()).total_seconds(), 1))
+        return {'done': done, 'total': total, 'fraction': fraction, 'eta': eta, 'message': report.get('message', '')}
+
+    @property
     def duration(self) -> timedelta | None:
         if self.started is None:
             return None
         return (self.finished or timezone.now()) - self.started
 
     def output_products(self) -> models.QuerySet:
-        if self.group_id is None:
-            return DataProduct.objects.none()
-        return self.group.dataproduct_set.all()
+        """The data products this run saved (of its own target: nothing else can be an output)."""
+        return self.output_files.filter(target_id=self.target_id).order_by('pk')
 
     def output_reduced_data(self) -> dict[str, models.QuerySet]:
         """The reduced data this run saved, by model name."""
-        lookup = {'source_name': REDUCED_DATUM_SOURCE, 'source_location': self.identifier}
         return {
-            'ReducedDatum': ReducedDatum.objects.filter(**lookup),
-            'PhotometryReducedDatum': PhotometryReducedDatum.objects.filter(**lookup),
+            'ReducedDatum': self.output_data.filter(target_id=self.target_id),
+            'PhotometryReducedDatum': self.output_photometry.filter(target_id=self.target_id),
         }
 
 

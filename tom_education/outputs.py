@@ -99,6 +99,7 @@ def save_outputs(
                     log(f'Saved {output.name} as data product {product.product_id}')
                 process.group = group
                 PipelineProcess.objects.filter(pk=process.pk).update(group=group)
+                process.output_files.add(*(product for _, product in products))
             for output in outputs:
                 if output.model is ReducedDatum:
                     _save_reduced_datum(process, output, log)
@@ -143,19 +144,21 @@ def _save_reduced_datum(process: PipelineProcess, output: CheckedOutput, log: Ca
         except lightcurve.NotAPhotometryTable as exc:
             log(f'{output.name} was saved as text, not as a light curve: {exc}')
         else:
-            _save_photometry(points, source, output, log)
+            _save_photometry(process, points, source, output, log)
             for note in skipped:
                 log(f'{output.name}: skipped {note}')
             return
-    ReducedDatum.objects.create(
+    datum = ReducedDatum.objects.create(
         data_type=output.tag or DEFAULT_REDUCED_DATUM_TYPE,
         value={'filename': output.name, 'text': text},
         **source,
     )
+    process.output_data.add(datum)
     log(f'Saved {output.name} as reduced data ({output.tag or DEFAULT_REDUCED_DATUM_TYPE})')
 
 
-def _save_photometry(points: list[lightcurve.PhotometryPoint], source: dict, output: CheckedOutput, log) -> None:
+def _save_photometry(process: PipelineProcess, points: list[lightcurve.PhotometryPoint], source: dict,
+                     output: CheckedOutput, log: Callable[[str], None]) -> None:
     rows = [
         PhotometryReducedDatum(
             timestamp=point.timestamp,
@@ -169,9 +172,11 @@ def _save_photometry(points: list[lightcurve.PhotometryPoint], source: dict, out
     ]
     # identical points already in the TOM (the same data reduced before) are kept once, as tom_base intends
     created = PhotometryReducedDatum.objects.bulk_create(rows, ignore_conflicts=True)
-    stored = PhotometryReducedDatum.objects.filter(
-        source_name=REDUCED_DATUM_SOURCE, source_location=source['source_location'], value__filename=output.name
-    ).count()
+    # bulk_create gives no keys with ignore_conflicts: find this run's rows by their source (the identifier is
+    # unique to the run; the target keeps rows that other code labelled alike on other targets out)
+    saved = PhotometryReducedDatum.objects.filter(value__filename=output.name, **source).values_list('pk', flat=True)
+    process.output_photometry.add(*saved)
+    stored = len(saved)
     duplicates = len(created) - stored
     note = f' ({duplicates} identical points were already stored)' if duplicates else ''
     log(f'Saved {stored} photometry points from {output.name} to the light curve{note}')

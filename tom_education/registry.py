@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from django.utils.module_loading import import_string
 
-from tom_education import conf
+from tom_education import conf, run_options
 from tom_education.models import PipelineProcess
 
 
@@ -42,6 +42,26 @@ def validate_class(cls: object) -> list[str]:
     ):
         problems.append('allowed_suffixes must be a list of strings such as [".fits", ".fz"] or None')
     problems.extend(_flag_problems(cls.flags))
+    flag_names = set(cls.flags) if isinstance(cls.flags, dict) else set()
+    problems.extend(run_options.declaration_problems(cls.options, flag_names))
+    if not isinstance(cls.inputs_required, bool):
+        problems.append('inputs_required must be True or False')
+    return problems
+
+
+def site_default_problems(name: str, cls: type[PipelineProcess]) -> list[str]:
+    """What is wrong with ``TOM_EDUCATION_OPTION_DEFAULTS[name]`` for the (valid) class ``cls``."""
+    overrides = conf.option_defaults(name)
+    declared = {spec.name: spec for spec in cls.option_specs()}
+    problems = []
+    for option, default in overrides.items():
+        spec = declared.get(option)
+        if spec is None:
+            known = ', '.join(sorted(declared)) or 'none'
+            problems.append(f'it sets a default for option {option!r}, which the pipeline does not have '
+                            f'(its options: {known})')
+        else:
+            problems.extend(run_options.default_problems(spec, default))
     return problems
 
 
@@ -99,4 +119,4 @@ def get(name: str) -> type[PipelineProcess]:
     if broken:
         raise UnknownPipeline(f'Pipeline "{name}" is misconfigured: {"; ".join(broken)}. Run "manage.py check".')
     known = ', '.join(f'"{known}"' for known in usable) or 'none'
-    raise UnknownPipeline(f'Unknown pipeline "{name}". Registered pipelines: {known}.')
+    raise UnknownPipeline(f'Unknown pipeline {run_options.quote_name(name)}. Registered pipelines: {known}.')

@@ -17,6 +17,7 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from tom_education.models import (
     PipelineLogLine,
     PipelineProcess,
     ProcessCancelled,
+    progress_report,
 )
 from tom_education.outputs import check_outputs, save_outputs
 
@@ -111,6 +113,7 @@ class RunContext:
         self.staging_dir: Path | None = None
         self._last_status = process.status
         self._pending: list[tuple[str, int]] = []
+        self._progress = ProgressTracker()
         self._next_seq = PipelineLogLine.next_seq(process)
         # held by whoever writes log lines; the pipeline's thread holds it for the whole output transaction
         # (see exclusive_writes), so the monitor never waits for SQLite's lock while holding this one
@@ -132,6 +135,12 @@ class RunContext:
         if self.cancel_requested:
             self._cancel_here()
 
+    def progress(self, done: int, total: int | None, message: str) -> None:
+        """Remember the latest progress; the monitor writes it at its next tick (never a commit per call)."""
+        self._progress.report(done, total, message)
+        if self.cancel_requested:
+            self._cancel_here()
+
     def on_status_saved(self, status: str) -> None:
         """Record the change in the log too, so the history of statuses stays readable afterwards."""
         if status != self._last_status:
@@ -149,6 +158,9 @@ class RunContext:
 
     def flush(self) -> None:
         with self._write_lock:
+            report = self._progress.unwritten()
+            if report is not None:
+                PipelineProcess.objects.filter(pk=self.process.pk).update(progress_report=report)
             if not self._pending:
                 return
             # swap the list first: log() may append from the pipeline's thread while we write
@@ -171,13 +183,13 @@ class RunContext:
         with self._write_lock:
             yield
 
-    def call_pipeline(self, tmpdir: Path, flags: dict[str, bool]) -> Any:
+    def call_pipeline(self, tmpdir: Path, parameters: dict[str, Any]) -> Any:
         if self._on_main_thread:
             self._previous_handler = signal.signal(CANCEL_SIGNAL, self._cancel_here)
         with self._interrupt_lock:
             self._in_pipeline = True
         try:
-            return self.process.do_pipeline(tmpdir, **flags)
+            return self.process.do_pipeline(tmpdir, **parameters)
         finally:
             self.leave_pipeline()
 
@@ -259,6 +271,40 @@ class RunContext:
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(
                     ctypes.c_ulong(self._pipeline_thread), ctypes.py_object(ProcessCancelled)
                 )
+
+
+class ProgressTracker:
+    """The latest progress a pipeline reported, and when it should finish at the pace seen so far.
+
+    The estimate is linear from the first report of the current total: the time before the first
+    report (reading headers, say) does not distort it.
+    """
+
+    def __init__(self) -> None:
+        self._latest: tuple[int, int | None, str] | None = None
+        self._written: tuple[int, int | None, str] | None = None
+        self._first: tuple[float, int] | None = None  # (monotonic time, done) of the first report of this total
+        self._finish: float | None = None  # monotonic time the run should finish
+
+    def report(self, done: int, total: int | None, message: str) -> None:
+        done, total = int(done), (None if total is None else int(total))
+        now = time.monotonic()
+        if self._latest is None or self._latest[1] != total or self._first is None or done < self._first[1]:
+            self._first, self._finish = (now, done), None
+        elif total and done > self._first[1]:
+            pace = (now - self._first[0]) / (done - self._first[1])
+            self._finish = now + pace * max(0, total - done)
+        self._latest = (done, total, str(message))
+
+    def unwritten(self) -> dict[str, Any] | None:
+        """The report to write, or None when the row already holds the latest one."""
+        if self._latest is None or self._latest == self._written:
+            return None
+        self._written = self._latest
+        finish = None
+        if self._finish is not None:
+            finish = timezone.now() + timedelta(seconds=max(0.0, self._finish - time.monotonic()))
+        return progress_report(*self._latest, finish_estimate=finish)
 
 
 class _ProcessLogHandler(logging.Handler):
@@ -368,12 +414,26 @@ def run_process(pk: int, soft_time_limit: float | None = None) -> None:
         process._run = None
 
 
+def pipeline_parameters(process: PipelineProcess) -> dict[str, Any]:
+    """The keyword arguments of ``do_pipeline``: the stored flags and options of the names the class declares.
+
+    A name the class no longer declares (a deploy between queueing and running) is left out, and a new
+    one takes its default, so the call never fails on an unexpected keyword.
+    """
+    flags = {**process.flag_defaults(), **{
+        name: value for name, value in process.flag_values.items() if name in (process.flags or {})
+    }}
+    options = {}
+    for spec in process.option_specs(conf.option_defaults(process.pipeline)):
+        options[spec.name] = process.option_values.get(spec.name, spec.default)
+    return {**flags, **options}
+
+
 def _run_and_save(process: PipelineProcess, context: RunContext, tmpdir: Path, soft_time_limit: float) -> None:
     state, message, trace = ASYNC_STATUS_CREATED, '', ''
     try:
-        flags = {**process.flag_defaults(), **process.flag_values}
         context.log(f'Started {process.pipeline} on {process.target.name} with {process.input_files.count()} input(s)')
-        raw_outputs = context.call_pipeline(tmpdir, flags)
+        raw_outputs = context.call_pipeline(tmpdir, pipeline_parameters(process))
         if context.cancel_requested:
             # the cancel arrived as do_pipeline() returned: the user's request still wins
             raise ProcessCancelled()

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Model, QuerySet
+from django.db.models import Count, F, Model, Q, QuerySet
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from guardian.shortcuts import get_objects_for_user
@@ -24,7 +24,7 @@ from tom_dataproducts.models import DataProduct
 from tom_targets.models import Target
 from tom_targets.permissions import targets_for_user
 
-from tom_education import conf, registry
+from tom_education import conf, registry, run_options
 from tom_education.models import (
     ASYNC_STATUS_CANCELLED,
     ASYNC_STATUS_FAILED,
@@ -44,6 +44,10 @@ QUEUE_UNAVAILABLE = 'The pipeline queue is unavailable'
 
 #: Largest primary key any supported database stores in an AutoField column.
 MAX_PK = 2**31 - 1
+#: Most data products one run may take (the tab's form sends them in one field; see forms.py).
+MAX_INPUT_FILES = 20_000
+#: Most ids a refusal lists before it says "and N more".
+LISTED_IDS = 10
 
 
 def parse_pk(value: Any) -> int | None:
@@ -57,12 +61,17 @@ def parse_pk(value: Any) -> int | None:
 
 
 class ProcessInputError(ValueError):
-    """A request to start a process that cannot be honoured; ``field`` names the input at fault."""
+    """A request to start a process that cannot be honoured.
 
-    def __init__(self, message: str, field: str | None = None) -> None:
+    ``field`` names the input at fault (``pipeline``, ``target``, ``input_files``, ``flags``, ``options``);
+    for an option, ``option`` names which one, so a form can show the message next to its field.
+    """
+
+    def __init__(self, message: str, field: str | None = None, option: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        self.option = option
 
 
 # --- what a user may see ------------------------------------------------------------------------
@@ -80,6 +89,14 @@ def visible_processes(user: Any) -> QuerySet:
     return processes.filter(target__in=visible_targets(user).values('pk'))
 
 
+def listed_processes(user: Any) -> QuerySet:
+    """:func:`visible_processes` with ``output_count``: how many of each run's output files the user may see."""
+    outputs = Q(output_files__target=F('target'))
+    if user is not None:
+        outputs &= Q(output_files__in=visible_products(user).values('pk'))
+    return visible_processes(user).annotate(output_count=Count('output_files', filter=outputs, distinct=True))
+
+
 def visible_products(user: Any, target: Target | None = None) -> QuerySet:
     """The data products ``user`` may see (of ``target`` only, when given): those of visible targets,
     and with ``TARGET_PERMISSIONS_ONLY = False`` only those the user holds ``view_dataproduct`` on."""
@@ -92,6 +109,17 @@ def visible_products(user: Any, target: Target | None = None) -> QuerySet:
     return get_objects_for_user(user, 'tom_dataproducts.view_dataproduct', products)
 
 
+def visible_outputs(user: Any, process: PipelineProcess) -> QuerySet:
+    """The data products ``process`` saved that ``user`` may see: linked by the run, of its target, visible."""
+    return visible_products(user, process.target).filter(created_by_pipeline_processes=process).order_by('pk')
+
+
+def visible_output(user: Any, process: PipelineProcess, product_pk: Any) -> DataProduct | None:
+    """One output of ``process`` for a download; None for anything else (not an output, invisible, malformed)."""
+    pk = parse_pk(product_pk)
+    return None if pk is None else visible_outputs(user, process).filter(pk=pk).first()
+
+
 def product_file_name(product: DataProduct) -> str:
     return PurePosixPath(product.data.name).name if product.data else f'(data product {product.pk} has no file)'
 
@@ -101,13 +129,50 @@ def product_file_name(product: DataProduct) -> str:
 def resolve_flags(pipeline_class: type[PipelineProcess], flags: Mapping[str, Any] | None) -> dict[str, bool]:
     """The class defaults overlaid with ``flags``; unknown names and non-boolean values are refused."""
     values = pipeline_class.flag_defaults()
+    if not isinstance(flags or {}, Mapping):
+        raise ProcessInputError('Flags must be given as an object mapping flag names to true or false.', 'flags')
     for name, value in (flags or {}).items():
         if name not in values:
             known = ', '.join(values) or 'none'
-            raise ProcessInputError(f'Unknown flag "{name}" for this pipeline. Its flags are: {known}.', 'flags')
+            raise ProcessInputError(
+                f'Unknown flag {run_options.quote_name(name)} for this pipeline. Its flags are: {known}.', 'flags'
+            )
         if not isinstance(value, bool):
-            raise ProcessInputError(f'Flag "{name}" must be true or false, not {value!r}.', 'flags')
+            raise ProcessInputError(f'Flag "{name}" must be true or false, not {run_options.quote(value)}.', 'flags')
         values[name] = value
+    return values
+
+
+def option_specs(pipeline: str, pipeline_class: type[PipelineProcess]) -> list[run_options.OptionSpec]:
+    """The options of ``pipeline`` with this site's defaults applied: what forms, the API and the CLI offer."""
+    return pipeline_class.option_specs(conf.option_defaults(pipeline))
+
+
+def resolve_options(
+    pipeline: str, pipeline_class: type[PipelineProcess], options: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Every option's typed value: given ones checked, omitted ones at their (site) default.
+
+    The one place option values are judged, whichever channel they came from.
+    """
+    if not isinstance(options or {}, Mapping):
+        raise ProcessInputError('Options must be given as an object mapping option names to values.', 'options')
+    given = dict(options or {})
+    specs = option_specs(pipeline, pipeline_class)
+    known = [spec.name for spec in specs]
+    for name in given:
+        if name not in known:
+            listed = ', '.join(known) or 'none'
+            raise ProcessInputError(
+                f'Unknown option {run_options.quote_name(name)} for this pipeline. Its options are: {listed}.',
+                'options',
+            )
+    values = {}
+    for spec in specs:
+        try:
+            values[spec.name] = spec.clean(given[spec.name] if spec.name in given else spec.default)
+        except run_options.OptionError as exc:
+            raise ProcessInputError(exc.message, 'options', option=spec.name) from None
     return values
 
 
@@ -119,6 +184,12 @@ def _resolve_target(user: Any, target: Target | int | str) -> Target:
     return found
 
 
+def listing(items: list[str]) -> str:
+    """The first few of ``items`` joined by commas, and how many more: a message stays short whatever was sent."""
+    shown = ', '.join(items[:LISTED_IDS])
+    return shown if len(items) <= LISTED_IDS else f'{shown} and {len(items) - LISTED_IDS} more'
+
+
 def _resolve_products(
     user: Any, target: Target, pipeline_class: type[PipelineProcess], products: Iterable[DataProduct | int]
 ) -> list[DataProduct]:
@@ -126,28 +197,32 @@ def _resolve_products(
     for product in products:
         pk = parse_pk(product)
         if pk is None:
-            raise ProcessInputError(f'"{product}" is not a data product id.', 'input_files')
+            raise ProcessInputError(f'{run_options.quote_name(product)} is not a data product id.', 'input_files')
         ids.append(pk)
+        if len(ids) > MAX_INPUT_FILES:
+            raise ProcessInputError(f'A run takes at most {MAX_INPUT_FILES} data products.', 'input_files')
     if not ids:
+        if not pipeline_class.inputs_required:
+            return []
         raise ProcessInputError('Select at least one data product to run the pipeline on.', 'input_files')
     # a product the user may not see is reported like one that does not exist: no name leaks
     found = {product.pk: product for product in visible_products(user).filter(pk__in=ids)}
-    missing = [str(pk) for pk in ids if pk not in found]
+    missing = [str(pk) for pk in dict.fromkeys(ids) if pk not in found]
     if missing:
-        raise ProcessInputError(f'Data product(s) {", ".join(missing)} do not exist.', 'input_files')
-    foreign = [product_file_name(found[pk]) for pk in ids if found[pk].target_id != target.pk]
+        raise ProcessInputError(f'Data product(s) {listing(missing)} do not exist.', 'input_files')
+    foreign = [product_file_name(found[pk]) for pk in dict.fromkeys(ids) if found[pk].target_id != target.pk]
     if foreign:
         raise ProcessInputError(
-            f'Data product(s) {", ".join(foreign)} do not belong to target {target.name}.', 'input_files'
+            f'Data product(s) {listing(foreign)} do not belong to target {target.name}.', 'input_files'
         )
     unsuitable = [
-        product_file_name(found[pk]) for pk in ids
+        product_file_name(found[pk]) for pk in dict.fromkeys(ids)
         if not found[pk].data or not pipeline_class.accepts_file_name(found[pk].data.name)
     ]
     if unsuitable:
         allowed = ', '.join(pipeline_class.allowed_suffixes or [])
         raise ProcessInputError(
-            f'{", ".join(unsuitable)} cannot be used: this pipeline accepts only files ending in {allowed}.',
+            f'{listing(unsuitable)} cannot be used: this pipeline accepts only files ending in {allowed}.',
             'input_files',
         )
     return [found[pk] for pk in dict.fromkeys(ids)]
@@ -160,11 +235,14 @@ def start_process(
     target: Target | int | str,
     input_files: Iterable[DataProduct | int],
     flags: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+    notes: Iterable[str] = (),
 ) -> PipelineProcess:
     """Check the request, create the pending process and queue it once the row is committed.
 
     Raises :class:`ProcessInputError` before anything is stored. If the queue cannot be reached
-    the process is kept, marked failed with a message saying so.
+    the process is kept, marked failed with a message saying so. ``notes`` open the process's log
+    (a re-run says there what it could not keep, for instance).
     """
     try:
         pipeline_class = registry.get(pipeline)
@@ -173,16 +251,21 @@ def start_process(
     resolved_target = _resolve_target(user, target)
     products = _resolve_products(user, resolved_target, pipeline_class, input_files)
     flag_values = resolve_flags(pipeline_class, flags)
+    option_values = resolve_options(pipeline, pipeline_class, options)
     with transaction.atomic():
         process = pipeline_class.objects.create(
             identifier=new_identifier(pipeline_class.short_name),
             pipeline=pipeline,
             target=resolved_target,
             flag_values=flag_values,
+            option_values=option_values,
             created_by=user if user is not None and user.is_authenticated else None,
             task_id=str(uuid.uuid4()),
         )
         process.input_files.set(products)
+        notes = list(notes)
+        if notes:
+            PipelineLogLine.append(process, [(note, logging.WARNING) for note in notes], first_seq=1)
         transaction.on_commit(lambda: enqueue(process))
     return process
 
@@ -215,14 +298,50 @@ def enqueue(process: PipelineProcess) -> bool:
 
 
 def rerun_process(*, user: Any, process: PipelineProcess) -> PipelineProcess:
-    """Start the same pipeline again on the same inputs with the same flags."""
+    """Start the same pipeline again on the same inputs with the same flags and options.
+
+    If the pipeline's definition changed since, values it no longer accepts are dropped (their
+    defaults apply) and the new run's log says so; everything still valid is kept.
+    """
+    try:
+        pipeline_class = registry.get(process.pipeline)
+    except registry.UnknownPipeline as exc:
+        raise ProcessInputError(str(exc), 'pipeline') from None
+    flags, options, notes = kept_parameters(process, pipeline_class)
     return start_process(
         user=user,
         pipeline=process.pipeline,
         target=process.target_id,
         input_files=list(process.input_files.values_list('pk', flat=True)),
-        flags=process.flag_values,
+        flags=flags,
+        options=options,
+        notes=[f'Re-run of {process.identifier}.', *notes] if notes else (),
     )
+
+
+def kept_parameters(
+    process: PipelineProcess, pipeline_class: type[PipelineProcess]
+) -> tuple[dict[str, bool], dict[str, Any], list[str]]:
+    """The flags and options of ``process`` that its pipeline still accepts, and a note for each one dropped."""
+    declared_flags = pipeline_class.flag_defaults()
+    flags, notes = {}, []
+    for name, value in process.flag_values.items():
+        if name in declared_flags and isinstance(value, bool):
+            flags[name] = value
+        else:
+            notes.append(f'Flag "{name}" was dropped: the pipeline no longer has it.')
+    specs = {spec.name: spec for spec in option_specs(process.pipeline, pipeline_class)}
+    options = {}
+    for name, value in process.option_values.items():
+        spec = specs.get(name)
+        if spec is None:
+            notes.append(f'Option "{name}" was dropped: the pipeline no longer has it.')
+            continue
+        try:
+            options[name] = spec.clean(value)
+        except run_options.OptionError as exc:
+            notes.append(f'Option "{name}" was reset to its default: {exc.message}')
+    return flags, options, notes
 
 
 # --- following and stopping -----------------------------------------------------------------
@@ -314,8 +433,8 @@ def log_tail(process: PipelineProcess, count: int) -> list[PipelineLogLine]:
     return list(PipelineLogLine.objects.filter(process=process).order_by('-seq')[:count])[::-1]
 
 
-def summary(process: PipelineProcess) -> dict[str, Any]:
-    """The facts about a process a script needs, as plain JSON-able values."""
+def summary(process: PipelineProcess, user: Any = None) -> dict[str, Any]:
+    """The facts about a process a script needs, as plain JSON-able values (outputs as ``user`` sees them)."""
     reduced = process.output_reduced_data()
     return {
         'id': process.pk,
@@ -326,6 +445,8 @@ def summary(process: PipelineProcess) -> dict[str, Any]:
         'status': process.status,
         'failure_message': process.failure_message,
         'flags': process.flag_values,
+        'options': process.option_values,
+        'progress': process.progress_info,
         'input_files': list(process.input_files.values_list('pk', flat=True)),
         'created': process.created.isoformat(),
         'started': process.started.isoformat() if process.started else None,
@@ -335,7 +456,7 @@ def summary(process: PipelineProcess) -> dict[str, Any]:
             'data_products': [
                 {'id': product.pk, 'product_id': product.product_id, 'file': product.data.name,
                  'data_product_type': product.data_product_type}
-                for product in process.output_products()
+                for product in visible_outputs(user, process)
             ],
             'reduced_data': {name: queryset.count() for name, queryset in reduced.items()},
         },

@@ -8,11 +8,15 @@ from tom_dataproducts import models as dataproduct_models
 from tom_targets.models import Target
 
 from tom_education import registry, services
-from tom_education.forms import RunForm, flag_field_name
+from tom_education.forms import RunForm, flag_field_name, option_field_name
 
 
-def pipeline_choices(form: RunForm) -> list[dict[str, Any]]:
-    """What the form needs to know of each usable pipeline, in registration order."""
+def pipeline_choices(form: RunForm, error: str = '', error_option: str = '') -> list[dict[str, Any]]:
+    """What the form needs to know of each usable pipeline, in registration order.
+
+    ``error_option`` names the option of the chosen pipeline whose value was refused: its field
+    shows ``error`` next to it.
+    """
     choices = []
     for name, pipeline_class in registry.pipelines().items():
         choices.append({
@@ -28,6 +32,15 @@ def pipeline_choices(form: RunForm) -> list[dict[str, Any]]:
                 }
                 for flag, default, label in pipeline_class.flag_specs()
             ],
+            'options': [
+                {
+                    'field': option_field_name(name, spec.name),
+                    'spec': spec,
+                    'value': form.option_text(name, spec.name, spec.default),
+                    'error': error if name == form.pipeline and spec.name == error_option else '',
+                }
+                for spec in services.option_specs(name, pipeline_class)
+            ],
         })
     if choices and not any(choice['selected'] for choice in choices):
         choices[0]['selected'] = True
@@ -35,7 +48,7 @@ def pipeline_choices(form: RunForm) -> list[dict[str, Any]]:
 
 
 def run_form_context(user: Any, target: Target, form: RunForm | None = None, error: str = '',
-                     error_field: str = '') -> dict[str, Any]:
+                     error_field: str = '', error_option: str = '') -> dict[str, Any]:
     form = form or RunForm()
     products = services.visible_products(user, target).order_by('data')
     selected = set(form.products)
@@ -52,15 +65,16 @@ def run_form_context(user: Any, target: Target, form: RunForm | None = None, err
             }
             for product in products
         ],
-        'tom_education_pipelines': pipeline_choices(form),
-        'tom_education_error': error,
+        'tom_education_pipelines': pipeline_choices(form, error, error_option),
+        # an option's error is shown next to its field instead
+        'tom_education_error': '' if error_option else error,
         'tom_education_error_field': error_field,
         **target_processes_context(user, target),
     }
 
 
 def target_processes_context(user: Any, target: Target) -> dict[str, Any]:
-    visible = services.visible_processes(user).filter(target=target)
+    visible = services.listed_processes(user).filter(target=target)
     processes = list(visible[:20])
     if any(services.looks_lost(process) for process in processes) and services.reap_stale_processes():
         processes = list(visible[:20])  # a lost run now shows as failed, and the list stops refreshing

@@ -11,6 +11,7 @@ urlpatterns = [
     re_path(r'^pipeline/(?P<pk>\d+)/?$', views.ProcessDetailView.as_view(), name='process_detail'),
     path('pipeline/<int:pk>/log/', views.ProcessLogView.as_view(), name='process_log'),
     path('pipeline/<int:pk>/log.txt', views.ProcessLogDownloadView.as_view(), name='process_log_download'),
+    path('pipeline/<int:pk>/outputs/<str:product_pk>/', views.ProcessOutputView.as_view(), name='process_output'),
     path('pipeline/<int:pk>/cancel/', views.ProcessCancelView.as_view(), name='process_cancel'),
     path('pipeline/<int:pk>/rerun/', views.ProcessRerunView.as_view(), name='process_rerun'),
     path('pipeline/target/<int:pk>/run/', views.TargetRunView.as_view(), name='target_run'),

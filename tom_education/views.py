@@ -1,7 +1,7 @@
 """Pages: thin shells over ``services``; every lookup goes through the user's visible targets.
 
-An object that exists but is not visible answers 403, which tom_base's middleware turns into a
-redirect to the login page, as for its own target pages.
+An object the user may not view answers 404, exactly like one that does not exist, so pages never
+tell which processes or targets exist; anonymous users are sent to the login page first.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from django.views.generic import DetailView, ListView
 from tom_targets.models import Target
 
 from tom_education import registry, services
+from tom_education.downloads import OutputFileMissing, output_file_response
 from tom_education.forms import RunForm
 from tom_education.models import ASYNC_STATUS_FAILED, STATE_CHOICES, PipelineProcess
 from tom_education.tabs import run_form_context, target_processes_context
@@ -26,23 +27,18 @@ from tom_education.tabs import run_form_context, target_processes_context
 PAGE_LOG_LINES = 2000
 
 
-def get_visible(queryset: QuerySet, visible: QuerySet, pk: Any) -> Model:
-    """The object ``pk`` of ``queryset``: 404 if it does not exist, 403 if the user may not see it."""
+def get_visible(visible: QuerySet, pk: Any) -> Model:
+    """The object ``pk`` among those the user may see; 404 otherwise, whether it exists or not."""
     pk = services.parse_pk(pk)
-    if pk is None:
+    found = visible.filter(pk=pk).first() if pk is not None else None
+    if found is None:
         raise Http404
-    found = visible.filter(pk=pk).first()
-    if found is not None:
-        return found
-    if queryset.filter(pk=pk).exists():
-        raise PermissionDenied
-    raise Http404
+    return found
 
 
 class VisibleProcessMixin(LoginRequiredMixin):
     def get_object(self, queryset: QuerySet | None = None) -> PipelineProcess:
-        return get_visible(PipelineProcess.objects.all(), services.visible_processes(self.request.user),
-                           self.kwargs['pk'])
+        return get_visible(services.visible_processes(self.request.user), self.kwargs['pk'])
 
 
 class ProcessDetailView(VisibleProcessMixin, DetailView):
@@ -65,7 +61,10 @@ class ProcessDetailView(VisibleProcessMixin, DetailView):
             'inputs': [
                 (product, services.product_file_name(product)) for product in process.input_files.order_by('data')
             ],
-            'outputs': list(process.output_products()),
+            'outputs': [
+                (product, services.product_file_name(product))
+                for product in services.visible_outputs(user, process)
+            ],
             'reduced_outputs': {name: qs.count() for name, qs in process.output_reduced_data().items()},
             'may_cancel': process.is_active and services.may_cancel(user, process),
             'show_traceback': bool(process.traceback) and services.may_cancel(user, process),
@@ -80,6 +79,7 @@ class ProcessLogView(VisibleProcessMixin, View):
         process = self.get_object()
         page = services.log_page(process, after=services.parse_pk(request.GET.get('after', '')) or 0)
         return JsonResponse({
+            'progress': process.progress_info,
             'lines': [{'seq': line.seq, 'message': line.message, 'level': line.level} for line in page.lines],
             'next': page.next,
             'state': process.state,
@@ -88,6 +88,19 @@ class ProcessLogView(VisibleProcessMixin, View):
             'failure_message': process.failure_message,
             'final': page.final,
         })
+
+
+class ProcessOutputView(VisibleProcessMixin, View):
+    """One output file of the process, after the same checks as the page: the only link pages give to a file."""
+
+    def get(self, request: HttpRequest, pk: int, product_pk: str) -> HttpResponse:
+        product = services.visible_output(request.user, self.get_object(), product_pk)
+        if product is None:
+            raise Http404
+        try:
+            return output_file_response(product)
+        except OutputFileMissing as exc:
+            return HttpResponse(exc.message, status=404, content_type='text/plain; charset=utf-8')
 
 
 class ProcessLogDownloadView(VisibleProcessMixin, View):
@@ -127,20 +140,22 @@ class TargetRunView(LoginRequiredMixin, View):
     """POST target of the tab's form: start a process, or show the form again with the error next to it."""
 
     def post(self, request: HttpRequest, pk: int) -> HttpResponse:
-        target = get_visible(Target.objects.all(), services.visible_targets(request.user), pk)
+        target = get_visible(services.visible_targets(request.user), pk)
         form = RunForm.from_post(request.POST)
         try:
             process = services.start_process(
-                user=request.user, pipeline=form.pipeline, target=target, input_files=form.products, flags=form.flags
+                user=request.user, pipeline=form.pipeline, target=target, input_files=form.products,
+                flags=form.flags, options=form.options,
             )
         except services.ProcessInputError as exc:
-            return self.form_again(request, target, form, exc.message, exc.field or '')
+            return self.form_again(request, target, form, exc.message, exc.field or '', exc.option or '')
         if process.state == ASYNC_STATUS_FAILED:
             return self.form_again(request, target, form, process.failure_message, 'queue')
         return redirect(process)
 
-    def form_again(self, request: HttpRequest, target: Target, form: RunForm, error: str, field: str) -> HttpResponse:
-        context = run_form_context(request.user, target, form, error, field)
+    def form_again(self, request: HttpRequest, target: Target, form: RunForm, error: str, field: str,
+                   option: str = '') -> HttpResponse:
+        context = run_form_context(request.user, target, form, error, field, option)
         template = 'tom_education/partials/run_form.html' if request.htmx else 'tom_education/run_form_page.html'
         return render(request, template, context, status=200 if request.htmx else 400)
 
@@ -149,20 +164,28 @@ class TargetProcessesView(LoginRequiredMixin, View):
     """The target's processes, refreshed by the tab while any of them is active."""
 
     def get(self, request: HttpRequest, pk: int) -> HttpResponse:
-        target = get_visible(Target.objects.all(), services.visible_targets(request.user), pk)
+        target = get_visible(services.visible_targets(request.user), pk)
         return render(request, 'tom_education/partials/target_processes.html',
                       target_processes_context(request.user, target))
 
 
 class ProcessListView(LoginRequiredMixin, ListView):
-    """All processes the user may see, across targets, filterable by status and pipeline."""
+    """All processes the user may see, across targets, filterable by status and pipeline.
+
+    While any listed process is active the table refreshes itself (an htmx request gets the table alone).
+    """
 
     template_name = 'tom_education/process_list.html'
+
+    def get_template_names(self) -> list[str]:
+        if self.request.htmx:
+            return ['tom_education/partials/process_list_rows.html']
+        return [self.template_name]
     context_object_name = 'processes'
     paginate_by = 25
 
     def get_queryset(self) -> QuerySet:
-        processes = services.visible_processes(self.request.user)
+        processes = services.listed_processes(self.request.user)
         state = self.request.GET.get('state', '')
         pipeline = self.request.GET.get('pipeline', '')
         if state:
@@ -180,6 +203,7 @@ class ProcessListView(LoginRequiredMixin, ListView):
             'pipeline_names': sorted(set(registry.pipelines()) | set(
                 services.visible_processes(self.request.user).order_by().values_list('pipeline', flat=True).distinct()
             )),
+            'any_active': any(process.is_active for process in context['processes']),
             'current_state': self.request.GET.get('state', ''),
             'current_pipeline': self.request.GET.get('pipeline', ''),
             'filter_query': query.urlencode(),
