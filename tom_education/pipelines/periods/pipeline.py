@@ -22,7 +22,7 @@ from tom_education.pipelines.periods.periodogram import false_alarm_levels
 from tom_education.pipelines.periods.plots import plot_periodogram, plot_phase_folded
 from tom_education.pipelines.periods.search import PeriodSearch, search_period
 from tom_education.pipelines.periods.series import (
-    BARYCENTRIC,
+    BJD_TDB,
     Observations,
     TimeSeries,
     choose_band,
@@ -133,7 +133,7 @@ class PeriodSearchPipeline(PipelineProcess):
         self.progress(done, total, 'trial frequencies')
 
     def _log_series(self, series: TimeSeries) -> None:
-        if series.time_scale == BARYCENTRIC:
+        if series.time_scale == BJD_TDB:
             scale = 'Times in BJD_TDB (barycentric)'
         else:
             scale = ('Times in JD (UTC), not barycentric: the light-travel time across the Earth\'s orbit '

@@ -19,9 +19,9 @@ from tom_education.pipelines.periods import PeriodSearchError
 
 #: Time scales in order of preference: barycentric times remove the light-travel delay across
 #: the Earth's orbit (up to 8.3 minutes each way), which smears short periods over a season.
-BARYCENTRIC = 'BJD_TDB'
-UTC = 'JD_UTC'
-TIME_SCALE_PREFERENCE = (BARYCENTRIC, UTC)
+BJD_TDB = 'BJD_TDB'
+JD_UTC = 'JD_UTC'
+TIME_SCALE_PREFERENCE = (BJD_TDB, JD_UTC)
 
 
 @dataclass
@@ -72,7 +72,7 @@ def observations_from_rows(source: str, rows: Iterable[tuple[datetime, float | N
     """
     rows = list(rows)
     if not rows:
-        return Observations(source, {UTC: np.empty(0)}, np.empty(0), np.empty(0), np.empty(0, dtype=str),
+        return Observations(source, {JD_UTC: np.empty(0)}, np.empty(0), np.empty(0), np.empty(0, dtype=str),
                             np.empty(0, dtype=bool))
 
     def number(value: float | None) -> float:
@@ -81,7 +81,7 @@ def observations_from_rows(source: str, rows: Iterable[tuple[datetime, float | N
     timestamps, brightness, error, limit, band = zip(*rows, strict=True)
     return Observations(
         source,
-        {UTC: np.asarray(Time(list(timestamps), scale='utc').jd, dtype=float)},
+        {JD_UTC: np.asarray(Time(list(timestamps), scale='utc').jd, dtype=float)},
         np.array([number(value) for value in brightness]),
         np.array([number(value) for value in error]),
         np.array([str(value or '').strip() or DEFAULT_BANDPASS for value in band], dtype=str),

@@ -23,12 +23,12 @@ from tom_education.lightcurve import (
     MAGNITUDE_ERROR_COLUMNS,
 )
 from tom_education.pipelines.periods import PeriodSearchError
-from tom_education.pipelines.periods.series import BARYCENTRIC, UTC, Observations
+from tom_education.pipelines.periods.series import BJD_TDB, JD_UTC, Observations
 
 #: Time columns (lower case) in order of preference within each time scale.
 TIME_COLUMNS: dict[str, tuple[str, ...]] = {
-    BARYCENTRIC: ('bjd_tdb', 'bjd'),
-    UTC: ('mjd_utc', 'mjd', 'jd', 'time', 'date', 'timestamp', 'date-obs', 'date_obs', 'obs_date'),
+    BJD_TDB: ('bjd_tdb', 'bjd'),
+    JD_UTC: ('mjd_utc', 'mjd', 'jd', 'time', 'date', 'timestamp', 'date-obs', 'date_obs', 'obs_date'),
 }
 #: Columns marking a row as an upper limit when they hold anything but an empty or false value.
 LIMIT_COLUMNS = ('limit', 'upper_limit', 'is_limit')
