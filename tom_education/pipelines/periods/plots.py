@@ -61,17 +61,19 @@ def plot_periodogram(path: Path, grid: FrequencyGrid, power: np.ndarray, result:
         axes.axhline(level, color='0.4', linestyle=':', linewidth=1)
         axes.annotate(f'FAP {probability:g}', (1.0, level), xycoords=('axes fraction', 'data'),
                       ha='right', va='bottom', fontsize=8, color='0.3')
-    axes.axvline(result.period, color='tab:red', linewidth=1.2,
-                 label=f'period {result.period:.6g} ± {result.period_error:.2g} d')
+    top = max(1e-3, float(np.max(shown))) * 1.12
+    # markers above the curve, so they hide no peak
+    axes.plot([result.period], [top * 0.96], 'v', color='tab:red', markersize=8,
+              label=f'period {result.period:.6g} ± {result.period_error:.2g} d')
     if abs(result.harmonic_factor - 1.0) > 1e-9:
-        axes.axvline(result.peak_period, color='tab:orange', linestyle='--', linewidth=1,
-                     label=f'highest peak {result.peak_period:.6g} d')
+        axes.plot([result.peak_period], [top * 0.96], 'v', color='tab:orange', markersize=8,
+                  label=f'highest peak {result.peak_period:.6g} d (× {result.harmonic_factor:.3g})')
     axes.set_xlabel('Period (days)')
     axes.set_ylabel(f'Power ({result.nterms}-term model)' if result.nterms > 1 else 'Lomb-Scargle power')
-    axes.set_ylim(0, max(1e-3, float(np.max(shown)) * 1.1))
+    axes.set_ylim(0, top)
     axes.set_title(title)
     axes.grid(alpha=0.3, which='both')
-    axes.legend(loc='upper left', fontsize=8)
+    axes.legend(loc='upper right', fontsize=8)
     figure.savefig(path, format='png')
 
 

@@ -26,6 +26,8 @@ from tom_education.pipelines.periods import PeriodSearchError
 from tom_education.pipelines.periods.periodogram import lomb_scargle
 from tom_education.pipelines.periods.series import TimeSeries
 
+#: Most harmonics of any fit: enough for eclipses a few hundredths of the period wide; more would follow the noise.
+MAX_TERMS = 20
 #: Step of the finite differences for the curvature, in units of the peak's width 1 / span: small
 #: enough for the peak to be a parabola there, large enough for the change to dwarf rounding.
 CURVATURE_STEP = 0.01

@@ -15,6 +15,7 @@ from tom_education.pipelines.periods.grid import FrequencyGrid, choose_grid
 from tom_education.pipelines.periods.harmonics import HarmonicChoice, resolve_harmonics
 from tom_education.pipelines.periods.periodogram import Progress, evaluate, false_alarm_probability, peak_indices
 from tom_education.pipelines.periods.refine import (
+    MAX_TERMS,
     FrequencyFit,
     highest_near,
     reference_chi2,
@@ -35,8 +36,6 @@ LISTED_PEAKS = 5
 #: An alternative whose chi-square exceeds the best one's by less than this (see :class:`Peak`)
 #: cannot be excluded: the log warns about it. 9 is "3 sigma" for one parameter.
 AMBIGUOUS_DELTA_CHI2 = 9.0
-#: Most harmonics of the final fit (an eclipse needs several; more would chase noise).
-MAX_FIT_TERMS = 10
 
 
 def minimum_points(nterms: int) -> int:
@@ -118,12 +117,12 @@ def fit_terms(series: TimeSeries, frequency: float, nterms: int, factor: float) 
     """Harmonics of the final fit, by the Bayesian information criterion (:func:`.refine.terms_by_bic`).
 
     At least the periodogram's terms times the period's change (twice the period, twice the terms:
-    the same shape), at most :data:`MAX_FIT_TERMS` and what the points allow (half of them stay
+    the same shape), at most :data:`.refine.MAX_TERMS` and what the points allow (half of them stay
     degrees of freedom). A fit that cannot follow the shape leaves correlated residuals, which the
     reduced chi-square only roughly accounts for in the error.
     """
     affordable = max(1, (len(series) // 2 - 2) // 2)
-    largest = min(affordable, MAX_FIT_TERMS)
+    largest = min(affordable, MAX_TERMS)
     return terms_by_bic(series, frequency, min(max(1, round(nterms * factor)), largest), largest)
 
 
