@@ -255,7 +255,8 @@ def test_grids_that_cannot_constrain_a_period_are_refused_with_both_numbers():
                                  'cannot show one cycle. Ask for shorter periods, or add observations over a longer '
                                  'time.')
     with pytest.raises(PeriodSearchError, match=r'The shortest period \(0.3 d, as asked\) is not shorter than the '
-                                                r'longest \(0.25 d, half the span'):
+                                                r'longest \(0.25 d, half the span of 0.5 d, so that two cycles are '
+                                                r'seen\): there is no period between them to search'):
         choose_grid(time, 0.3, None, 10, 10**6)
     # periods of 0.001 to 0.25 d: frequencies 4 to 1000 per day, a step of 1 / (2 x 0.5 d)
     with pytest.raises(PeriodSearchError, match='need 997 trial frequencies, more than the 500 a run may evaluate'):

@@ -106,8 +106,8 @@ def choose_grid(time: np.ndarray, min_period: float | None, max_period: float | 
     if not min_period < max_period:
         raise PeriodSearchError(
             f'The shortest period ({min_period:.4g} d, {min_reason}) is not shorter than the longest '
-            f'({max_period:.4g} d, {max_reason}): the data are too sparse for their span. '
-            'Give min_period and max_period explicitly, or observe more often or for longer.'
+            f'({max_period:.4g} d, {max_reason}): there is no period between them to search. Ask for a shorter '
+            'min_period or a longer max_period, or observe more often or for longer.'
         )
     df = 1.0 / (samples_per_peak * span)
     f_min, f_max = 1.0 / max_period, (2.0 if half_periods else 1.0) / min_period
