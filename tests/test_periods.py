@@ -212,6 +212,19 @@ def test_prepared_series_has_one_band_usable_points_and_the_best_time_scale():
         prepare_series([_observations('a.csv', ['V']), _observations('c.csv', ['V'], {JD_UTC: [1.0]})], 'V')
 
 
+def test_barycentric_times_missing_for_some_points_make_the_search_use_utc_for_all():
+    """The photometry pipeline writes bjd_tdb only where it knows the observatory: a frame without a site
+    keeps its point, in UTC like every other point, rather than being dropped or mixing time scales.
+    """
+    partial = {BJD_TDB: [1.003, np.nan, 3.003, 4.003], JD_UTC: [1.0, 2.0, 3.0, 4.0]}
+    series, notes = prepare_series([_observations('a.csv', ['V'] * 4, partial)], 'V')
+    assert series.time_scale == JD_UTC and series.time.tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert notes == ['1 points have no BJD_TDB time: all points are searched in JD_UTC times instead']
+    # a missing time in a band that is not searched changes nothing
+    other_band = _observations('b.csv', ['V', 'R', 'V'], {BJD_TDB: [1.0, np.nan, 3.0], JD_UTC: [0.9, 1.9, 2.9]})
+    assert prepare_series([other_band], 'V')[0].time_scale == BJD_TDB
+
+
 def test_without_any_error_points_are_searched_with_equal_weights():
     series, notes = prepare_series([_observations('a.csv', ['V'] * 4, error=[np.nan] * 4)], 'V')
     assert series.error is None and len(series) == 4

@@ -19,7 +19,8 @@ arrays alone:
 
 :mod:`.pipeline` holds the thin ``PeriodSearchPipeline`` class that reads the inputs, calls
 :func:`.search.search_period`, logs and returns the outputs. It is the only module that imports
-Django, so this package's ``__init__`` does not import it.
+Django, so this package's ``__init__`` does not import it; it imports the search (scipy, astropy's
+periodograms) only when a run starts, so registering the pipeline costs a web process nothing.
 """
 
 

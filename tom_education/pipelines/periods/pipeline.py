@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tom_dataproducts import models as dataproduct_models
 from tom_dataproducts.models import DataProduct, PhotometryReducedDatum, ReducedDatum
 
 from tom_education.models import AsyncError, PipelineOutput, PipelineProcess
 from tom_education.pipelines.periods import PeriodSearchError
-from tom_education.pipelines.periods.periodogram import false_alarm_levels
-from tom_education.pipelines.periods.plots import plot_periodogram, plot_phase_folded
-from tom_education.pipelines.periods.search import PeriodSearch, search_period
 from tom_education.pipelines.periods.series import (
     BJD_TDB,
     Observations,
@@ -30,6 +27,9 @@ from tom_education.pipelines.periods.series import (
     prepare_series,
 )
 from tom_education.pipelines.periods.table import read_table
+
+if TYPE_CHECKING:
+    from tom_education.pipelines.periods.search import PeriodSearch
 
 #: ``data_product_type`` of the PNGs, when the TOM lists it in ``DATA_PRODUCT_TYPES`` (else none).
 IMAGE_TYPE = 'image_file'
@@ -78,6 +78,9 @@ class PeriodSearchPipeline(PipelineProcess):
         proxy = True
 
     def do_pipeline(self, tmpdir: Path, **params: Any) -> list[PipelineOutput]:
+        # scipy and astropy's periodograms load on the worker that runs a search, not in every web process
+        from tom_education.pipelines.periods.search import search_period
+
         value = {name: params.get(name, spec['default']) for name, spec in self.options.items()}
         products = list(self.input_files.all())
         with self.update_status('Reading the light curve'):
@@ -164,15 +167,20 @@ class PeriodSearchPipeline(PipelineProcess):
             self.log(f'Warning: a false-alarm probability of {result.false_alarm_probability:.2g} means noise alone '
                      'could make a peak this high: this period is not a detection.')
         for peak in result.other_peaks:
-            self.log(f'Other peak: {peak.period:.6g} d, chi2 worse by {peak.delta_chi2:.3g}')
+            self.log(f'Other peak: {peak.period:.6g} d, chi2 of the fit there {peak.delta_chi2:+.3g}')
         for peak in result.ambiguous_peaks:
-            self.log(f'Warning: {peak.period:.6g} d fits almost as well (chi2 worse by only {peak.delta_chi2:.2g}); '
-                     'these data cannot exclude it. Observations at other times of night would separate them.')
+            how = (f'almost as well (chi2 worse by only {peak.delta_chi2:.2g})' if peak.delta_chi2 >= 0
+                   else f'better with the {result.fit_nterms}-harmonic model (chi2 lower by {-peak.delta_chi2:.2g})')
+            self.log(f'Warning: {peak.period:.6g} d fits {how}; these data cannot exclude it. Observations at other '
+                     'times of night (or from another longitude) would separate the two.')
 
     # --- outputs ------------------------------------------------------------------------------
 
     def _outputs(self, tmpdir: Path, series: TimeSeries, search: PeriodSearch,
                  inputs: list[str]) -> list[PipelineOutput]:
+        from tom_education.pipelines.periods.periodogram import false_alarm_levels
+        from tom_education.pipelines.periods.plots import plot_periodogram, plot_phase_folded
+
         result = search.result
         title = f'{self.target.name}, band {result.band}'
         levels = (false_alarm_levels(series, search.grid, PLOTTED_FALSE_ALARM_PROBABILITIES)

@@ -12,11 +12,10 @@ import numpy as np
 
 from tom_education.pipelines.periods import PeriodSearchError
 from tom_education.pipelines.periods.grid import FrequencyGrid, choose_grid
-from tom_education.pipelines.periods.harmonics import HarmonicChoice, resolve_harmonics
+from tom_education.pipelines.periods.harmonics import HarmonicChoice, PeriodComparison, resolve_harmonics
 from tom_education.pipelines.periods.periodogram import Progress, evaluate, false_alarm_probability, peak_indices
 from tom_education.pipelines.periods.refine import (
     MAX_TERMS,
-    FrequencyFit,
     highest_near,
     reference_chi2,
     refine_frequency,
@@ -88,11 +87,13 @@ class PeriodResult:
     error_scale: float
     harmonic_factor: float
     harmonic_reason: str
+    harmonic_tests: tuple[PeriodComparison, ...]
     other_peaks: tuple[Peak, ...]
 
     def as_dict(self) -> dict:
         """Plain JSON-ready values."""
         values = asdict(self)
+        values['harmonic_tests'] = [asdict(test) for test in self.harmonic_tests]
         values['other_peaks'] = [asdict(peak) for peak in self.other_peaks]
         return values
 
@@ -108,8 +109,6 @@ class PeriodSearch:
     result: PeriodResult
     grid: FrequencyGrid
     power: np.ndarray
-    fit: FrequencyFit
-    choice: HarmonicChoice
     notes: tuple[str, ...]
 
 
@@ -213,6 +212,7 @@ def search_period(series: TimeSeries, *, min_period: float | None = None, max_pe
         peak_period=1.0 / peak_frequency, peak_power=peak_power, false_alarm_probability=fap,
         period=fit.period, period_error=fit.period_error, frequency=fit.frequency, frequency_error=fit.error,
         fit_nterms=fit.nterms, fit_chi2_reduced=fit.chi2_reduced, error_scale=fit.error_scale,
-        harmonic_factor=choice.factor, harmonic_reason=choice.reason, other_peaks=tuple(others),
+        harmonic_factor=choice.factor, harmonic_reason=choice.reason, harmonic_tests=choice.comparisons,
+        other_peaks=tuple(others),
     )
-    return PeriodSearch(result, grid, power, fit, choice, tuple(notes))
+    return PeriodSearch(result, grid, power, tuple(notes))

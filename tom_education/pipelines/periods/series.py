@@ -127,19 +127,28 @@ def choose_band(sources: list[Observations], requested: str) -> tuple[str, str]:
     return band, why
 
 
-def common_time_scale(sources: list[Observations]) -> str:
-    """The preferred time scale every source gives; refused when they share none."""
-    shared = set(TIME_SCALE_PREFERENCE)
-    for observations in sources:
-        shared &= set(observations.times)
-    for scale in TIME_SCALE_PREFERENCE:
-        if scale in shared:
-            return scale
-    given = '; '.join(f'{observations.source}: {", ".join(observations.times) or "none"}' for observations in sources)
-    raise PeriodSearchError(
-        f'The inputs share no time scale ({given}), so their times cannot be compared. '
-        'Search them in separate runs, or give every file the same time column (bjd_tdb or mjd_utc).'
-    )
+def choose_time_scale(sources: list[Observations], band: str) -> tuple[str, str | None]:
+    """The time scale to search ``band`` in, and a note when a preferred one had to be passed over.
+
+    The preferred scale every source gives and every measured point of the band has; failing that,
+    the one most of these points have (the others are then left out as points without a time).
+    Refused when the sources share no time scale.
+    """
+    shared = [scale for scale in TIME_SCALE_PREFERENCE if all(scale in obs.times for obs in sources)]
+    if not shared:
+        given = '; '.join(f'{obs.source}: {", ".join(obs.times) or "none"}' for obs in sources)
+        raise PeriodSearchError(
+            f'The inputs share no time scale ({given}), so their times cannot be compared. '
+            'Search them in separate runs, or give every file the same time column (bjd_tdb or mjd_utc).'
+        )
+    measured = [(obs.band == band) & ~obs.limit & np.isfinite(obs.magnitude) for obs in sources]
+    missing = {scale: sum(int(np.count_nonzero(keep & ~np.isfinite(obs.times[scale])))
+                          for obs, keep in zip(sources, measured, strict=True)) for scale in shared}
+    scale = min(shared, key=lambda name: missing[name])  # min() keeps the preferred one among equals
+    if scale == shared[0]:
+        return scale, None
+    return scale, (f'{missing[shared[0]]} points have no {shared[0]} time: all points are searched in {scale} '
+                   'times instead')
 
 
 def prepare_series(sources: list[Observations], band: str) -> tuple[TimeSeries, list[str]]:
@@ -149,8 +158,8 @@ def prepare_series(sources: list[Observations], band: str) -> tuple[TimeSeries, 
     an error, points without a positive one; exact repeats of a (time, magnitude) pair (the same
     measurement stored twice). If no point has an error, all are kept with equal weights.
     """
-    scale = common_time_scale(sources)
-    notes: list[str] = []
+    scale, note = choose_time_scale(sources, band)
+    notes = [note] if note else []
     in_band = [observations.band == band for observations in sources]
     time = np.concatenate([obs.times[scale][keep] for obs, keep in zip(sources, in_band, strict=True)])
     magnitude = np.concatenate([obs.magnitude[keep] for obs, keep in zip(sources, in_band, strict=True)])
