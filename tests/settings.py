@@ -48,3 +48,5 @@ TOM_EDUCATION_PIPELINES = {
     'Tunable': 'tests.pipelines.Tunable',
 }
 DATA_PRODUCT_TYPES = {**DATA_PRODUCT_TYPES, 'csv_table': ('csv_table', 'CSV table')}  # noqa: F405
+# the suite creates many users: a fast hasher keeps that from dominating its run time
+PASSWORD_HASHERS = ['django.contrib.auth.hashers.MD5PasswordHasher']

@@ -71,3 +71,29 @@ def test_reduced_datum_and_products_reference_the_target(target, user):
     product = DataProduct.objects.get(product_id=f'{process.identifier}_plot.png')
     assert product.target == target
     assert process.pk in product.group.values_list('pipeline_processes', flat=True)
+
+
+def test_with_per_product_permissions_outputs_are_shared_like_their_inputs(target, user, other_user):
+    """TARGET_PERMISSIONS_ONLY = False: an output goes to its run's owner and the groups that may view every input."""
+    from django.contrib.auth.models import Group
+    from guardian.shortcuts import assign_perm
+
+    students, teachers = Group.objects.create(name='students'), Group.objects.create(name='teachers')
+    other_user.groups.add(students)
+    with override_settings(TARGET_PERMISSIONS_ONLY=False):
+        process = start_without_worker(target, None, {
+            'outputs': [{'name': 'plot.png', 'content': 'p', 'type': 'DataProduct'}],
+        })
+        (script,) = process.input_files.all()
+        assign_perm('tom_dataproducts.view_dataproduct', students, script)
+        assign_perm('tom_dataproducts.change_dataproduct', teachers, script)  # not a view permission
+        process.created_by = user
+        process.save()
+        runner.run_process(process.pk)
+        (output,) = services.visible_outputs(None, process)
+        assert list(services.visible_outputs(user, process)) == [output]
+        assert list(services.visible_outputs(other_user, process)) == [output]
+        assert other_user.has_perm('tom_dataproducts.view_dataproduct', output)
+        outsider = type(user).objects.create_user('outsider')
+        outsider.groups.add(teachers)
+        assert list(services.visible_outputs(outsider, process)) == []

@@ -16,7 +16,7 @@ from tom_education.services import product_file_name
 #: Types a browser shows safely in the page itself. Anything else (HTML, SVG, scripts: types that can
 #: run code in the TOM's origin) is sent as an attachment, and never sniffed into something else.
 INLINE_TYPES = frozenset({
-    'image/png', 'image/jpeg', 'image/gif', 'image/webp', 'video/mp4', 'video/webm', 'text/plain', 'text/csv',
+    'image/png', 'image/jpeg', 'image/gif', 'image/webp', 'video/mp4', 'video/webm', 'text/plain',
 })
 
 

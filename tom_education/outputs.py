@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.files import File
 from django.db import transaction
+from guardian.shortcuts import assign_perm, get_groups_with_perms
 from tom_dataproducts import models as dataproduct_models
 from tom_dataproducts.models import DataProduct, DataProductGroup, PhotometryReducedDatum, ReducedDatum
 
@@ -100,6 +102,7 @@ def save_outputs(
                 process.group = group
                 PipelineProcess.objects.filter(pk=process.pk).update(group=group)
                 process.output_files.add(*(product for _, product in products))
+                share_like_inputs(process, [product for _, product in products])
             for output in outputs:
                 if output.model is ReducedDatum:
                     _save_reduced_datum(process, output, log)
@@ -108,6 +111,25 @@ def save_outputs(
         for _, product in products:
             product.data.storage.delete(product.data.name)
         raise
+
+
+def share_like_inputs(process: PipelineProcess, products: list[DataProduct]) -> None:
+    """With ``TARGET_PERMISSIONS_ONLY = False`` products carry their own permissions: give the outputs to
+    whoever may view every input (the user who started the run and the groups that hold ``view_dataproduct``
+    on all inputs), so an output is never more visible than what it was made from, nor hidden from its owner."""
+    if getattr(settings, 'TARGET_PERMISSIONS_ONLY', True) or not products:
+        return
+    permission = 'tom_dataproducts.view_dataproduct'
+    outputs = DataProduct.objects.filter(pk__in=[product.pk for product in products])
+    groups = None
+    for product in process.input_files.all():
+        holding = {group for group, codenames in get_groups_with_perms(product, attach_perms=True).items()
+                   if 'view_dataproduct' in codenames}
+        groups = holding if groups is None else groups & holding
+    for group in groups or ():
+        assign_perm(permission, group, outputs)
+    if process.created_by_id is not None:
+        assign_perm(permission, process.created_by, outputs)
 
 
 def _store_file(process: PipelineProcess, output: CheckedOutput) -> DataProduct:
