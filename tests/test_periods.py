@@ -405,6 +405,17 @@ def test_a_multi_term_peak_at_a_multiple_of_the_period_is_brought_back():
     assert abs(result.period - period) < 4 * result.period_error
 
 
+def test_a_period_seen_less_than_twice_is_reported_with_a_warning():
+    period = 20.0
+    series = simulate(17, period, sinusoid, seasons=1, season_days=30, per_night=3)
+    search = search_period(series, max_period=40.0)
+    assert abs(search.result.period - period) < 4 * search.result.period_error
+    cycles = series.span / search.result.period
+    assert search.notes == (f'Warning: the light curve covers {cycles:.2g} cycles of {search.result.period:.6g} d; a '
+                            'period is only established by seeing the variation repeat: confirm it with a longer '
+                            'light curve.',)
+
+
 def test_twice_the_period_is_not_tested_beyond_the_longest_period():
     binary = simulate(7, 1.9, eclipsing_binary)
     choice = resolve_harmonics(binary, 0.95, 1, 0.2, 1.5)

@@ -191,6 +191,10 @@ def search_period(series: TimeSeries, *, min_period: float | None = None, max_pe
     fap = false_alarm_probability(series, grid, fap_power)
     terms = fit_terms(series, 1.0 / choice.period, nterms, choice.factor)
     fit = refine_frequency(series, 1.0 / choice.period, half_width, terms)
+    cycles = series.span / fit.period
+    if cycles < 2:
+        notes.append(f'Warning: the light curve covers {cycles:.2g} cycles of {fit.period:.6g} d; a period is only '
+                     'established by seeing the variation repeat: confirm it with a longer light curve.')
 
     # the other peaks, as periods of the final model: how much worse does that model fit there?
     chi2_scale = reference_chi2(series) / (fit.chi2_reduced if series.error is None else max(1.0, fit.chi2_reduced))
