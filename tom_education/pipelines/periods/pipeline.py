@@ -167,7 +167,8 @@ class PeriodSearchPipeline(PipelineProcess):
             self.log(f'Warning: a false-alarm probability of {result.false_alarm_probability:.2g} means noise alone '
                      'could make a peak this high: this period is not a detection.')
         for peak in result.other_peaks:
-            self.log(f'Other peak: {peak.period:.6g} d, chi2 of the fit there {peak.delta_chi2:+.3g}')
+            change = 'higher' if peak.delta_chi2 >= 0 else 'lower'
+            self.log(f'Other peak: {peak.period:.6g} d (the fit there: chi2 {change} by {abs(peak.delta_chi2):.3g})')
         for peak in result.ambiguous_peaks:
             how = (f'almost as well (chi2 worse by only {peak.delta_chi2:.2g})' if peak.delta_chi2 >= 0
                    else f'better with the {result.fit_nterms}-harmonic model (chi2 lower by {-peak.delta_chi2:.2g})')
