@@ -157,6 +157,7 @@ SHOW_PAGINATION_INFO = True
 TOM_EDUCATION_PIPELINES = {
     'Light curve (aperture photometry)': 'tom_education.pipelines.photometry.AperturePhotometryPipeline',
     'Timelapse': 'tom_education.pipelines.timelapse.TimelapsePipeline',
+    'Period search': 'tom_education.pipelines.periods.pipeline.PeriodSearchPipeline',
     'Frame statistics': 'demo.pipelines.FrameStatistics',
     'Light curve (aperture sum)': 'demo.pipelines.CentreLightCurve',
 }
