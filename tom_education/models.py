@@ -390,5 +390,6 @@ class PipelineLogLine(models.Model):
 
 # The built-in pipelines are proxies of this app (migration 0002): importing them here registers them
 # whether or not a TOM lists them, so makemigrations never proposes to delete them. Their heavy
-# libraries (photutils, matplotlib, imageio) load only when a run needs them.
+# libraries (photutils, matplotlib, imageio, the period search) load only when a run needs them.
 from tom_education.pipelines import photometry, timelapse  # noqa: E402,F401
+from tom_education.pipelines.periods import pipeline as period_pipeline  # noqa: E402,F401
