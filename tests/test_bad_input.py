@@ -113,3 +113,11 @@ def test_the_tab_form_takes_ten_thousand_products_in_one_field(client, user, tar
     process = PipelineProcess.objects.get()
     assert response.status_code == 200 and response['HX-Redirect'] == f'/pipeline/{process.pk}'
     assert process.input_files.count() == 10_000
+
+
+def test_a_form_body_with_too_many_fields_is_a_400_in_json(api, target):
+    """The fuzzer's find: 2,000 input_files as form fields got Django's HTML 400 page."""
+    response = api.post('/api/pipelineprocesses/', {'pipeline': 'Scripted', 'target': target.pk,
+                                                     'input_files': list(range(1, 2001))}, format='multipart')
+    assert response.status_code == 400
+    assert 'DATA_UPLOAD_MAX_NUMBER_FIELDS' in response.json()['detail']

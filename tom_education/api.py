@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.db.models import QuerySet
 from django.http import FileResponse
 from django.urls import reverse
@@ -291,13 +291,20 @@ class ProcessViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
     parser_classes = [BoundedJSONParser, FormParser, MultiPartParser]
 
     def handle_exception(self, exc: Exception) -> Response:
-        """A body over Django's DATA_UPLOAD_MAX_MEMORY_SIZE answers in JSON like every other error here."""
+        """A body over Django's size limits answers in JSON like every other error here, never an HTML page."""
         if isinstance(exc, RequestDataTooBig):
             limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
             return Response(
                 {'detail': f'The request body is larger than this TOM accepts ({limit} bytes, '
                            'DATA_UPLOAD_MAX_MEMORY_SIZE). Send fewer or shorter values.'},
                 status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
+        if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
+            limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+            return Response(
+                {'detail': f'The form has more fields than this TOM accepts ({limit}, DATA_UPLOAD_MAX_NUMBER_FIELDS). '
+                           'Send the request as JSON, where a list of ids is one field.'},
+                status=status.HTTP_400_BAD_REQUEST,
             )
         return super().handle_exception(exc)
 
@@ -420,7 +427,7 @@ class ProcessViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
             raise input_error(exc) from None
         return self._started(process)
 
-    @documented(responses={(200, 'application/octet-stream'): OpenApiTypes.BINARY, 401: UNAUTHENTICATED,
+    @documented(responses={(200, '*/*'): OpenApiTypes.BINARY, 401: UNAUTHENTICATED,
                               403: UNAUTHENTICATED, 404: NOT_FOUND})
     @action(detail=True, methods=['get'], url_path=r'outputs/(?P<product_pk>[^/]+)')
     def output(self, request: Request, pk: str | None = None, product_pk: str | None = None) -> FileResponse:
