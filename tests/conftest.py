@@ -16,6 +16,7 @@ from guardian.shortcuts import assign_perm
 from tom_dataproducts.models import DataProduct
 from tom_targets.models import Target
 
+from tom_education import runner
 from tom_education.models import PipelineProcess
 from tom_education.testing import WorkerProcess
 
@@ -47,6 +48,14 @@ class Worker(WorkerProcess):
                          Path(os.environ['TOM_EDUCATION_VAR_DIR']) / f'worker-{name}.log',
                          cwd=ROOT, concurrency=concurrency)
         self.wait_ready(timeout=90)
+
+
+@pytest.fixture(scope='session', autouse=True)
+def monitor_stopped_before_the_database_goes(django_db_setup) -> Iterator[None]:
+    """Runs made in the test process keep a monitor thread with its own connection; it must not hold the
+    test database open when pytest-django drops it."""
+    yield
+    runner.Monitor.shutdown()
 
 
 @pytest.fixture(scope='session')

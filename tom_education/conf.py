@@ -144,6 +144,9 @@ def celery_defaults() -> dict[str, Any]:
         # so a redelivered copy is dropped at once instead of running twice
         'worker_cancel_long_running_tasks_on_connection_loss': False,
         'broker_connection_timeout': enqueue_timeout(),
+        # Celery's Django fixup closes the database connection around every task unless this is set; a new
+        # connection costs more than a short run, and runner.discard_broken_connections() replaces a dead one
+        'CELERY_DB_REUSE_MAX': 1000,
     }
 
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import psutil
 from billiard.exceptions import SoftTimeLimitExceeded
-from django.db import IntegrityError, connections, transaction
-from django.db.models import F
+from django.db import IntegrityError, connections, router, transaction
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from tom_education import conf, registry
@@ -45,6 +45,7 @@ from tom_education.models import (
 )
 from tom_education.outputs import check_outputs, save_outputs
 from tom_education.run_options import OptionError
+from tom_education.signals import run_finished
 
 logger = logging.getLogger(__name__)
 
@@ -129,31 +130,44 @@ class RunContext:
     a cancel request. Status changes and the end of the run flush at once.
     """
 
-    def __init__(self, process: PipelineProcess, attempt: int) -> None:
+    #: log lines written per statement; the heartbeat is written between two chunks when it is due
+    FLUSH_CHUNK = 5000
+
+    def __init__(self, process: PipelineProcess, attempt: int, next_seq: int | None = None) -> None:
         self.process = process
         self.attempt = attempt
         self.cancel_requested = False
         #: set when the run was given to another attempt: stop, and write nothing more
         self.lost = False
-        self.staging_dir: Path | None = None
+        #: the run's temporary folder (``tmp`` inside it is do_pipeline's ``tmpdir``)
+        self.workdir: Path | None = None
         self._last_status = process.status
         self._pending: list[tuple[str, int]] = []
         self._progress = ProgressTracker()
-        self._next_seq = PipelineLogLine.next_seq(process)
+        self._next_seq = PipelineLogLine.next_seq(process) if next_seq is None else next_seq
         # held by whoever writes log lines; the pipeline's thread holds it for the whole output transaction
         # (see exclusive_writes), so the monitor never waits for SQLite's lock while holding this one
         self._write_lock = threading.RLock()
         self._interrupt_lock = threading.Lock()
-        self._stop = threading.Event()
+        # the claim has just written the heartbeat: the monitor's first round comes one interval later
+        self._next_beat = time.monotonic() + conf.heartbeat_interval()
+        #: when the monitor serves this run next (set by the monitor)
+        self.next_round = time.monotonic() + min(conf.log_flush_interval(), conf.heartbeat_interval())
         self._pipeline_thread = threading.get_ident()
         self._on_main_thread = threading.current_thread() is threading.main_thread()
         self._previous_handler: Any = None
         self._in_pipeline = False
         # processes that exist before the run are not the run's to stop (a test runner's workers, say)
         self._children_before = descendant_pids(os.getpid())
-        self._monitor = threading.Thread(target=self._watch, name=f'tom_education-{process.pk}', daemon=True)
 
     # --- called from the pipeline's thread ------------------------------------------------------
+
+    @property
+    def staging_dir(self) -> Path:
+        """Where inputs from non-local storages are copied; made on first use (most runs read local files)."""
+        staging = self.workdir / 'inputs'
+        staging.mkdir(exist_ok=True)
+        return staging
 
     @property
     def interrupted(self) -> bool:
@@ -193,15 +207,16 @@ class RunContext:
             report = self._progress.unwritten()
             if report is not None:
                 PipelineProcess.objects.filter(pk=self.process.pk).update(progress_report=report)
-            if not self._pending:
-                return
-            # swap the list first: log() may append from the pipeline's thread while we write
-            lines, self._pending = self._pending, []
-            try:
-                self._append(lines)
-            except Exception:
-                self._pending[:0] = lines  # keep them for the next flush
-                raise
+            while self._pending:
+                # take a chunk first: log() may append from the pipeline's thread while we write
+                lines, self._pending[:self.FLUSH_CHUNK] = self._pending[:self.FLUSH_CHUNK], []
+                try:
+                    self._append(lines)
+                except Exception:
+                    self._pending[:0] = lines  # keep them for the next flush
+                    raise
+                # a run that logs faster than the database writes is busy, not dead
+                self.beat_if_due()
 
     def _append(self, lines: list[tuple[str, int]]) -> None:
         try:
@@ -259,44 +274,38 @@ class RunContext:
             with contextlib.suppress(psutil.Error):
                 child.kill()
 
-    # --- the monitor thread ------------------------------------------------------------------------
+    # --- called by the worker process's monitor thread (see Monitor) ------------------------------------
 
     def start(self) -> None:
-        self._monitor.start()
+        Monitor.current().attach(self)
 
     def stop(self) -> None:
-        self._stop.set()
-        self._monitor.join()
+        Monitor.current().detach(self)
         self.flush()
 
-    def _watch(self) -> None:
-        tick = min(conf.log_flush_interval(), conf.heartbeat_interval())
-        next_beat = 0.0
-        try:
-            while not self._stop.wait(tick):
-                try:
-                    next_beat = self._watch_once(next_beat)
-                except Exception:  # noqa: BLE001 - e.g. a locked database: try again at the next tick
-                    logger.exception('tom_education monitor of process %s: tick failed', self.process.pk)
-        finally:
-            connections.close_all()
-
-    def _watch_once(self, next_beat: float) -> float:
-        self.flush()
-        ours = PipelineProcess.objects.filter(pk=self.process.pk, state=ASYNC_STATUS_RUNNING, attempts=self.attempt)
+    def beat_if_due(self) -> bool:
+        """Write the heartbeat if an interval has passed; False if the row is no longer this attempt's."""
         now = time.monotonic()
-        if now >= next_beat:
-            next_beat = now + conf.heartbeat_interval()
-            if not ours.update(heartbeat=timezone.now()):
-                self._lose()
-                return next_beat
-        cancel = ours.values_list('cancel_requested', flat=True).first()
+        if now < self._next_beat:
+            return True
+        self._next_beat = now + conf.heartbeat_interval()
+        return bool(self._ours().update(heartbeat=timezone.now()))
+
+    def _ours(self) -> QuerySet[PipelineProcess]:
+        return PipelineProcess.objects.filter(pk=self.process.pk, state=ASYNC_STATUS_RUNNING, attempts=self.attempt)
+
+    def tick(self) -> None:
+        """One round of the monitor: beat the heart, write the log and progress, look for a cancel or a loss."""
+        if not self.beat_if_due():
+            self._lose()
+            return
+        self.flush()
+        cancel = self._ours().values_list('cancel_requested', flat=True).first()
         if cancel is None:
             self._lose()
         elif cancel and not self.cancel_requested:
             self.cancel_requested = True
             self._interrupt()
-        return next_beat
 
     def _lose(self) -> None:
         """The row no longer belongs to this attempt (recovered as lost, handed back): stop the pipeline.
@@ -328,6 +337,95 @@ class RunContext:
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(
                     ctypes.c_ulong(self._pipeline_thread), ctypes.py_object(RunLost if self.lost else ProcessCancelled)
                 )
+
+
+class Monitor:
+    """The one long-lived thread of a worker process that serves whichever run the process is running.
+
+    It writes the run's buffered log and progress every ``TOM_EDUCATION_LOG_FLUSH_INTERVAL``, beats
+    its heart and watches for a cancel, on a database connection of its own that it keeps between
+    runs: a thread and a connection per run cost more than many short runs themselves. A failed
+    round (the database restarting, say) closes that connection, and the next round opens a new one.
+    Idle for ``IDLE_CLOSE`` seconds, it closes its connection so it holds none while nothing runs.
+    """
+
+    IDLE_CLOSE = 10.0
+    _current: Monitor | None = None
+    _creating = threading.Lock()
+
+    def __init__(self) -> None:
+        self._pid = os.getpid()
+        self._changed = threading.Condition()
+        self._context: RunContext | None = None
+        self._busy_with: RunContext | None = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._serve, name='tom_education-monitor', daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def current(cls) -> Monitor:
+        """This process's monitor, started on first use (a forked pool process starts its own)."""
+        with cls._creating:
+            monitor = cls._current
+            if monitor is None or monitor._pid != os.getpid() or not monitor._thread.is_alive():
+                monitor = cls._current = cls()
+            return monitor
+
+    @classmethod
+    def shutdown(cls) -> None:
+        """Stop this process's monitor and close its connection (tests do, before dropping their database)."""
+        with cls._creating:
+            monitor, cls._current = cls._current, None
+        if monitor is not None and monitor._pid == os.getpid():
+            with monitor._changed:
+                monitor._stopping = True
+                monitor._changed.notify_all()
+            monitor._thread.join(timeout=10)
+
+    def attach(self, context: RunContext) -> None:
+        with self._changed:
+            self._context = context
+            self._changed.notify_all()
+
+    def detach(self, context: RunContext) -> None:
+        """Stop serving ``context``; returns once no round for it is in progress."""
+        with self._changed:
+            if self._context is context:
+                self._context = None
+            while self._busy_with is context:
+                self._changed.wait()
+
+    def _serve(self) -> None:
+        idle_since = time.monotonic()
+        try:
+            while True:
+                with self._changed:
+                    if self._stopping:
+                        return
+                    context = self._context
+                    if context is None:
+                        if time.monotonic() - idle_since >= self.IDLE_CLOSE:
+                            connections.close_all()
+                        self._changed.wait(timeout=self.IDLE_CLOSE)
+                        continue
+                    remaining = context.next_round - time.monotonic()
+                    if remaining > 0:  # woken early (attach, detach, shutdown): look again
+                        self._changed.wait(timeout=remaining)
+                        continue
+                    context.next_round = time.monotonic() + min(conf.log_flush_interval(), conf.heartbeat_interval())
+                    self._busy_with = context
+                try:
+                    context.tick()
+                except Exception:  # noqa: BLE001 - e.g. a locked or restarting database: try again next round
+                    logger.exception('tom_education monitor of process %s: round failed', context.process.pk)
+                    connections.close_all()
+                finally:
+                    idle_since = time.monotonic()
+                    with self._changed:
+                        self._busy_with = None
+                        self._changed.notify_all()
+        finally:
+            connections.close_all()
 
 
 class ProgressTracker:
@@ -384,34 +482,98 @@ class _ProcessLogHandler(logging.Handler):
 
 @dataclass(frozen=True)
 class Claim:
-    """What a worker learns when it takes a run: which pipeline, which attempt, and what happened to earlier ones."""
+    """What a worker learns when it takes a run: the loaded process, its attempt, what happened to earlier ones."""
 
-    pipeline: str
+    process: PipelineProcess
     attempt: int
     losses: list[dict[str, Any]]
+    #: what the first log line needs: the log's last line number, the number of inputs, the target's name
+    last_seq: int
+    inputs: int
+    target_name: str
 
 
 def claim(pk: int, attempt: int | None = None, node: str = '') -> Claim | None:
-    """Mark the process running here as ``attempt``; None when this message must not run it.
+    """Mark the process running here as ``attempt`` and load it; None when this message must not run it.
 
     Every message names the attempt it starts (``None`` for messages queued before attempts were
     named: they start the next one). A copy of a message, or a message of an attempt that another
     one replaced, finds the row no longer pending with that attempt and is dropped at once; the
     compare-and-swap makes sure that, of several deliveries, exactly one runs.
+
+    Where the database allows (PostgreSQL, SQLite 3.35+) the claim and the load are one
+    ``UPDATE ... RETURNING`` statement, which also brings what the run's first log line needs.
     """
-    row = PipelineProcess.objects.filter(pk=pk).values('state', 'attempts', 'pipeline', 'losses').first()
-    if row is None or row['state'] != ASYNC_STATUS_PENDING:
-        return None
-    if attempt is not None and row['attempts'] != attempt - 1:
-        return None
+    if attempt is None:
+        row = PipelineProcess.objects.filter(pk=pk).values('state', 'attempts').first()
+        if row is None or row['state'] != ASYNC_STATUS_PENDING:
+            return None
+        attempt = row['attempts'] + 1
     now = timezone.now()
-    claimed = PipelineProcess.objects.filter(pk=pk, state=ASYNC_STATUS_PENDING, attempts=row['attempts']).update(
-        state=ASYNC_STATUS_RUNNING, status=ASYNC_STATUS_RUNNING, attempts=F('attempts') + 1,
-        started=now, heartbeat=now, worker=worker_name(), node=node, progress_report={},
+    changes = {'state': ASYNC_STATUS_RUNNING, 'status': ASYNC_STATUS_RUNNING, 'started': now, 'heartbeat': now,
+               'worker': worker_name(), 'node': node}
+    loaded = _claim_returning(pk, attempt, changes) if _supports_returning() else _claim_then_load(pk, attempt, changes)
+    if loaded is None:
+        return None
+    row, last_seq, inputs, target_name = loaded
+    try:
+        process_class = registry.get(row.pipeline)
+    except registry.UnknownPipeline as exc:
+        finish(pk, ASYNC_STATUS_FAILED, str(exc), attempt=attempt)
+        return None
+    process = process_class.from_db(row._state.db, [field.attname for field in row._meta.concrete_fields],
+                                    [getattr(row, field.attname) for field in row._meta.concrete_fields])
+    return Claim(process, attempt, process.losses, last_seq, inputs, target_name)
+
+
+def _supports_returning() -> bool:
+    connection = connections[router.db_for_write(PipelineProcess)]
+    if connection.vendor == 'postgresql':
+        return True
+    return connection.vendor == 'sqlite' and connection.Database.sqlite_version_info >= (3, 35)
+
+
+def _claim_returning(pk: int, attempt: int, changes: dict[str, Any]) -> tuple[PipelineProcess, int, int, str] | None:
+    meta = PipelineProcess._meta
+    connection = connections[router.db_for_write(PipelineProcess)]
+    quote = connection.ops.quote_name
+    table = quote(meta.db_table)
+    assignments, params = [], []
+    for name, value in changes.items():
+        field = meta.get_field(name)
+        assignments.append(f'{quote(field.column)} = %s')
+        params.append(field.get_db_prep_save(value, connection))
+    log_table = quote(PipelineLogLine._meta.db_table)
+    inputs = meta.get_field('input_files').remote_field.through._meta
+    target = meta.get_field('target').related_model._meta
+    sql = (
+        f'UPDATE {table} SET {", ".join(assignments)}, {quote("attempts")} = {quote("attempts")} + 1 '
+        f'WHERE {quote("id")} = %s AND {quote("state")} = %s AND {quote("attempts")} = %s '
+        f'RETURNING {", ".join(f"{table}.{quote(field.column)}" for field in meta.concrete_fields)}, '
+        f'(SELECT COALESCE(MAX({quote("seq")}), 0) FROM {log_table} '
+        f'WHERE {quote("process_id")} = {table}.{quote("id")}) AS claim_last_seq, '
+        f'(SELECT COUNT(*) FROM {quote(inputs.db_table)} '
+        f'WHERE {quote(inputs.get_field("pipelineprocess").column)} = {table}.{quote("id")}) AS claim_inputs, '
+        f'(SELECT {quote("name")} FROM {quote(target.db_table)} '
+        f'WHERE {quote(target.pk.column)} = {table}.{quote("target_id")}) AS claim_target_name'
     )
-    if not claimed:
-        return None  # another delivery took it between our read and our write
-    return Claim(row['pipeline'], row['attempts'] + 1, row['losses'])
+    params += [pk, ASYNC_STATUS_PENDING, attempt - 1]
+    # raw() turns the returned columns into a PipelineProcess through each field's converters
+    rows = list(PipelineProcess.objects.using(connection.alias).raw(sql, params))
+    if not rows:
+        return None
+    row = rows[0]
+    return row, row.claim_last_seq, row.claim_inputs, row.claim_target_name
+
+
+def _claim_then_load(pk: int, attempt: int, changes: dict[str, Any]) -> tuple[PipelineProcess, int, int, str] | None:
+    """The claim on databases without ``UPDATE ... RETURNING``: a conditional update, then the loads."""
+    if not PipelineProcess.objects.filter(pk=pk, state=ASYNC_STATUS_PENDING, attempts=attempt - 1).update(
+        attempts=F('attempts') + 1, **changes
+    ):
+        return None
+    row = PipelineProcess.objects.select_related('target').get(pk=pk)
+    return row, PipelineLogLine.next_seq(row) - 1, row.input_files.count(), row.target.name
 
 
 def run_process(pk: int, attempt: int | None = None, node: str = '', soft_time_limit: float | None = None) -> None:
@@ -419,26 +581,22 @@ def run_process(pk: int, attempt: int | None = None, node: str = '', soft_time_l
 
     ``soft_time_limit`` is the limit the message was sent with, quoted if the run times out.
     """
+    discard_broken_connections()
     claimed = claim(pk, attempt, node)
     if claimed is None:
         return
-    try:
-        pipeline_class = registry.get(claimed.pipeline)
-    except registry.UnknownPipeline as exc:
-        finish(pk, ASYNC_STATUS_FAILED, str(exc), attempt=claimed.attempt)
-        return
-    process = pipeline_class.objects.select_related('target').get(pk=pk)
-    context = RunContext(process, claimed.attempt)
+    process = claimed.process
+    context = RunContext(process, claimed.attempt, next_seq=claimed.last_seq + 1)
     process._run = context
     handler = _ProcessLogHandler(context)
     logging.getLogger().addHandler(handler)
     workdir = Path(tempfile.mkdtemp(prefix=workdir_prefix(process.pk, claimed.attempt)))
     tmpdir = workdir / 'tmp'
     tmpdir.mkdir()
-    context.staging_dir = workdir / 'inputs'
-    context.staging_dir.mkdir()
+    context.workdir = workdir
     if claimed.losses:
         context.log(attempt_note(claimed), logging.WARNING)
+    context.log(f'Started {process.pipeline} on {claimed.target_name} with {claimed.inputs} input(s)')
     context.start()
     try:
         _run_and_save(process, context, tmpdir, soft_time_limit or conf.soft_time_limit())
@@ -448,6 +606,17 @@ def run_process(pk: int, attempt: int | None = None, node: str = '', soft_time_l
         context.stop()
         shutil.rmtree(workdir, ignore_errors=True)
         process._run = None
+
+
+def discard_broken_connections() -> None:
+    """Close the database connections a worker process kept from earlier tasks if they no longer work.
+
+    Workers keep their connections between tasks (``CELERY_DB_REUSE_MAX``): opening one costs more
+    than a short run. A database restarted in between has closed them; a run must not fail for that.
+    """
+    for connection in connections.all(initialized_only=True):
+        if connection.connection is not None and not connection.is_usable():
+            connection.close()
 
 
 def attempt_note(claimed: Claim) -> str:
@@ -484,7 +653,6 @@ def pipeline_parameters(process: PipelineProcess) -> dict[str, Any]:
 def _run_and_save(process: PipelineProcess, context: RunContext, tmpdir: Path, soft_time_limit: float) -> None:
     state, message, trace = ASYNC_STATUS_CREATED, '', ''
     try:
-        context.log(f'Started {process.pipeline} on {process.target.name} with {process.input_files.count()} input(s)')
         raw_outputs = context.call_pipeline(tmpdir, pipeline_parameters(process))
         if context.cancel_requested:
             # the cancel arrived as do_pipeline() returned: the user's request still wins
@@ -500,6 +668,7 @@ def _run_and_save(process: PipelineProcess, context: RunContext, tmpdir: Path, s
 
         with context.exclusive_writes():
             save_outputs(process, outputs, context.log, before_commit)
+        announce_finished(process, ASYNC_STATUS_CREATED)
         return
     except RunLost:
         return  # the run goes on elsewhere; this attempt writes nothing more
@@ -523,5 +692,14 @@ def _run_and_save(process: PipelineProcess, context: RunContext, tmpdir: Path, s
         return  # e.g. the pipeline crashed because it was interrupted: the run belongs to another attempt
     context.log(message, logging.ERROR if state == ASYNC_STATUS_FAILED else logging.WARNING)
     context.flush()
-    finish(process.pk, state, message, trace, attempt=context.attempt)
+    if finish(process.pk, state, message, trace, attempt=context.attempt):
+        announce_finished(process, state)
+
+
+def announce_finished(process: PipelineProcess, state: str) -> None:
+    """Send :data:`tom_education.signals.run_finished`; a failing receiver is logged, the run stays as it ended."""
+    for receiver, result in run_finished.send_robust(sender=type(process), process_pk=process.pk, state=state):
+        if isinstance(result, Exception):
+            logger.error('tom_education: run_finished receiver %r failed for process %s', receiver, process.pk,
+                         exc_info=result)
 

@@ -1,0 +1,10 @@
+"""Signals other code (a TOM, this app's automatic-run rules) can connect to.
+
+``run_finished`` is sent by the worker once a run has reached its final state and, for a
+successful run, once its outputs are committed: a receiver may read them. Arguments:
+``process_pk`` (int) and ``state`` (one of the ``ASYNC_STATUS_*`` final states). A receiver
+that raises is logged and does not change the run.
+"""
+from django.dispatch import Signal
+
+run_finished = Signal()
