@@ -17,6 +17,8 @@ import pytest
 import redis
 import requests
 from celery import Celery
+from django.conf import settings as django_settings
+from django.db import connection
 from django.db.models import Count
 from django.test import override_settings
 from rest_framework.authtoken.models import Token
@@ -290,3 +292,32 @@ def test_each_pipeline_lands_on_the_workers_of_its_queue(fault_worker, worker, t
 def pool_of(started: Worker) -> set[int]:
     """The pids of a worker's pool processes, which run the tasks."""
     return {child.pid for child in psutil.Process(started.process.pid).children(recursive=True)}
+
+
+@pytest.mark.skipif(not django_settings.DATABASES['default']['ENGINE'].endswith('postgresql'),
+                    reason='closes PostgreSQL server connections')
+def test_database_restart_between_two_runs_fails_neither(fault_worker, target, user):
+    """Workers keep their database connections between runs; a restarted database must not fail the next run.
+
+    The test closes, from the server side, every connection to the test database but its own: what a
+    PostgreSQL restart does to the connections a worker keeps (restarting the server itself would also
+    cut off everything else using it).
+    """
+    script = {'steps': [{'action': 'log', 'count': 3, 'text': 'line'}],
+              'outputs': [{'name': 'result.txt', 'content': 'ok', 'type': 'DataProduct'}]}
+    first = run_faulty(target, user, script)
+    wait_final_unwatched(first, timeout=60)
+    assert first.state == ASYNC_STATUS_CREATED, first.failure_message
+    with connection.cursor() as cursor:
+        cursor.execute('SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() '
+                       'AND pid <> pg_backend_pid()')
+        kept = cursor.fetchone()[0]
+        cursor.execute('SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity '
+                       'WHERE datname = current_database() AND pid <> pg_backend_pid()')
+    assert kept >= 1, 'the worker kept no connection: nothing was reused, so nothing was tested'
+    for _ in range(2):  # the worker process that kept the dead connection, and the next one
+        process = run_faulty(target, user, script)
+        wait_final_unwatched(process, timeout=60)
+        assert process.state == ASYNC_STATUS_CREATED, process.failure_message
+        assert process.attempts == 1, 'the run was retried: the dead connection failed an attempt'
+        assert process.output_files.count() == 1
