@@ -55,7 +55,9 @@ def object_store():
 
 
 def work_folders(tmp: Path) -> list[Path]:
-    return [path for path in tmp.iterdir() if WORKDIR_PATTERN.match(path.name)]
+    """The run folders a host's workers made in its temporary folder ``tmp`` (see ``conf.work_root``)."""
+    return [path for root in tmp.glob('tom_education-runs-*') for path in root.iterdir()
+            if WORKDIR_PATTERN.match(path.name)]
 
 
 def s3_storages(endpoint: str) -> dict:

@@ -269,3 +269,20 @@ def test_a_copy_of_a_message_or_one_of_an_older_attempt_is_dropped(target, user)
     assert runner.claim(process.pk, attempt=1).attempt == 1
     assert runner.claim(process.pk, attempt=1) is None  # a second delivery of the same message
     assert runner.claim(process.pk) is None
+
+
+def test_cleanup_leaves_the_work_folders_of_another_tom_on_the_host_alone(tmp_path, monkeypatch, target, user):
+    """Two TOMs (a site and its staging copy) on one host: each removes only its own dead runs' folders."""
+    import tempfile
+
+    from tom_education import recovery
+
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
+    process = services.start_process(user=user, pipeline='Parked', target=target,
+                                     input_files=[script_product(target, {})])
+    ours = runner.make_workdir(process.pk, 1)  # the process is pending: no attempt 1 runs, the folder is dead
+    theirs = tmp_path / 'tom_education-runs-0123456789ab' / f'{process.pk}-1-abcd'  # same pk, another database
+    theirs.mkdir(parents=True)
+    assert ours.parent != theirs.parent and ours.parent.stat().st_mode & 0o077 == 0
+    assert recovery.clean_workdirs() == 1
+    assert not ours.exists() and theirs.exists()

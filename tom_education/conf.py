@@ -6,6 +6,7 @@ documented once (see ``docs/settings.rst``) and tests can override any of them w
 """
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,17 @@ def broker_dir() -> Path:
     if base_dir:
         return Path(base_dir) / 'var' / 'celery-broker'
     return Path(tempfile.gettempdir()) / 'tom_education-celery-broker'
+
+
+def work_root() -> Path:
+    """The folder in which runs make their work folders: one per database, in the system's temporary folder.
+
+    Workers remove the folders of runs that no longer run; named after the database, two TOMs on one
+    host (a site and its staging copy, two test runs) never take each other's runs for dead ones.
+    """
+    database = settings.DATABASES['default']
+    identity = repr((database.get('ENGINE'), str(database.get('NAME')), database.get('HOST'), database.get('PORT')))
+    return Path(tempfile.gettempdir()) / f'tom_education-runs-{hashlib.sha256(identity.encode()).hexdigest()[:12]}'
 
 
 def broker_transport_options() -> dict[str, Any]:

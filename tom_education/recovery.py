@@ -21,7 +21,6 @@ import os
 import random
 import shutil
 import socket
-import tempfile
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -201,9 +200,9 @@ def resend_lost_messages() -> int:
 
 def clean_workdirs(root: Path | None = None) -> int:
     """Remove this host's work folders of attempts that are no longer running (killed runs leave them)."""
-    root = root or Path(tempfile.gettempdir())
+    root = root or conf.work_root()
     found: dict[Path, tuple[int, int]] = {}
-    for path in root.glob('tom_education-*'):
+    for path in (root.iterdir() if root.is_dir() else ()):
         match = WORKDIR_PATTERN.match(path.name)
         if match and path.is_dir():
             found[path] = (int(match[1]), int(match[2]))

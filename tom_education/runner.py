@@ -76,16 +76,19 @@ def finish(pk: int, state: str, failure_message: str = '', traceback_text: str =
 
 
 #: Work folders are named after the process and the attempt, so the periodic cleanup can tell whose they are.
-WORKDIR_PATTERN = re.compile(r'^tom_education-(\d+)-(\d+)-')
+WORKDIR_PATTERN = re.compile(r'^(\d+)-(\d+)-')
 
 
-def workdir_prefix(pk: int, attempt: int) -> str:
-    return f'tom_education-{pk}-{attempt}-'
+def make_workdir(pk: int, attempt: int) -> Path:
+    """A new work folder for an attempt, readable by the worker's user only, under :func:`conf.work_root`."""
+    root = conf.work_root()
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f'{pk}-{attempt}-', dir=root))
 
 
 def remove_workdirs(pk: int) -> None:
-    """Remove the temporary directories a killed run of process ``pk`` left on this host."""
-    for leftover in Path(tempfile.gettempdir()).glob(f'tom_education-{pk}-*'):
+    """Remove the work folders a killed run of process ``pk`` left on this host."""
+    for leftover in conf.work_root().glob(f'{pk}-*'):
         if WORKDIR_PATTERN.match(leftover.name):
             shutil.rmtree(leftover, ignore_errors=True)
 
@@ -590,7 +593,7 @@ def run_process(pk: int, attempt: int | None = None, node: str = '', soft_time_l
     process._run = context
     handler = _ProcessLogHandler(context)
     logging.getLogger().addHandler(handler)
-    workdir = Path(tempfile.mkdtemp(prefix=workdir_prefix(process.pk, claimed.attempt)))
+    workdir = make_workdir(process.pk, claimed.attempt)
     tmpdir = workdir / 'tmp'
     tmpdir.mkdir()
     context.workdir = workdir
