@@ -69,9 +69,14 @@ def screenshot(locator_or_page, name: str) -> None:
         shutil.copy(path, ROOT / 'docs' / 'images' / name)
 
 
+#: tom_base's target page weighs megabytes (plotly inlined three times) and renders in 5 to 10 s on a quiet
+#: machine: the tests wait for the document, not for every sub-resource, and give a loaded host time.
+TARGET_PAGE_TIMEOUT = 120_000
+
+
 def open_pipelines_tab(page: Page, target) -> None:
-    page.goto(f'/targets/{target.pk}/')
-    page.click('#pipelines-tab')
+    page.goto(f'/targets/{target.pk}/', wait_until='domcontentloaded', timeout=TARGET_PAGE_TIMEOUT)
+    page.locator('#pipelines-tab').click(timeout=TARGET_PAGE_TIMEOUT)
     expect(page.get_by_label('Pipeline', exact=True)).to_be_visible()
 
 
@@ -139,3 +144,46 @@ def test_cancel_stops_a_running_pipeline(page, worker, target, frames):
     expect(page.get_by_role('status')).to_have_text('cancelled', timeout=30_000)
     assert PipelineProcess.objects.get().state == 'cancelled'
     expect(page.get_by_role('button', name='Re-run')).to_be_visible()
+
+
+def test_options_are_typed_fields_with_inline_errors_and_the_bar_runs_to_the_end(page, worker, target):
+    open_pipelines_tab(page, target)
+    page.get_by_label('Pipeline', exact=True).select_option('Tunable')
+    form = page.locator('fieldset[data-pipeline="Tunable"]')
+    fps = form.get_by_label('Frames per second')
+    expect(fps).to_have_attribute('type', 'number')
+    expect(fps).to_have_attribute('max', '60')
+    expect(fps).to_have_value('10')  # pre-filled with the default
+    expect(form.get_by_label('Movie format')).to_have_value('gif')
+    expect(form.get_by_label('Comparison stars (one per line)')).to_have_attribute('maxlength', '200')
+    # a browser that skips its own checks (or a hand-made request) still meets the server's, shown at the field
+    fps.fill('99')
+    page.locator('form.tom-education-run-form').evaluate('form => { form.noValidate = true; }')
+    page.get_by_role('button', name='Run pipeline').click()
+    option = page.locator('.tom-education-option[data-option="fps"]')
+    expect(option.get_by_role('alert')).to_contain_text('from 1 to 60, not 99')
+    expect(page.get_by_label('Pipeline', exact=True)).to_have_value('Tunable')
+    assert not PipelineProcess.objects.exists()
+
+    form = page.locator('fieldset[data-pipeline="Tunable"]')
+    form.get_by_label('Frames per second').fill('12')
+    form.get_by_label('Steps to count through').fill('20')
+    form.get_by_label('Seconds per step').fill('0.4')
+    page.get_by_role('button', name='Run pipeline').click()
+    page.wait_for_url('**/pipeline/*')
+    bar = page.locator('#tom-education-progress [role=progressbar]')
+    # part-way: the bar shows a fraction strictly between 0 and 100 %, with the count
+    page.wait_for_function(
+        "() => { const bar = document.querySelector('#tom-education-progress [aria-valuenow]');"
+        " const value = bar && Number(bar.getAttribute('aria-valuenow')); return value > 0 && value < 100; }",
+        timeout=60_000,
+    )
+    expect(page.locator('.tom-education-progress-text')).to_contain_text(' / 20 (')
+    # tom_common's CSS hides every .progress (opacity 0): this one must show
+    assert bar.evaluate('element => getComputedStyle(element).opacity') == '1'
+    page.wait_for_timeout(700)  # for the screenshot only: Bootstrap animates the bar's width for 0.6 s
+    screenshot(page, 'pipeline_progress.png')
+    expect(page.get_by_role('status')).to_have_text('created', timeout=60_000)
+    expect(bar).to_have_attribute('aria-valuenow', '100')
+    expect(page.locator('.tom-education-progress-text')).to_contain_text('20 / 20 (100%)')
+    assert PipelineProcess.objects.get().option_values['fps'] == 12
