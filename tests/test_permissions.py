@@ -293,3 +293,37 @@ def test_with_per_product_permissions_hidden_inputs_are_not_named(world, setting
     assert api.get(f'/api/pipelineprocesses/{run.process.pk}/').json()['input_files'] == []
     assign_perm('tom_dataproducts.view_dataproduct', world['bob'], run.process.input_files.get())
     assert 'publicbeacon-input' in body(client.get(f'/pipeline/{run.process.pk}'))
+
+
+def test_submission_target_check_agrees_with_tom_base_for_every_kind_of_user_and_target(db):
+    """``services.may_view_target`` is tom_base's ``targets_for_user`` for one target, computed more cheaply:
+    for every kind of user and every access level, with permissions held directly, through a group, globally
+    or not at all, the two give the same answer; except that a deactivated account sees nothing."""
+    from django.contrib.auth.models import AnonymousUser, Group
+    from tom_targets.permissions import targets_for_user
+
+    make_user = get_user_model().objects.create_user
+    targets = {
+        level: Target.objects.create(name=f'{level} star', type=Target.SIDEREAL, ra=1, dec=2, permissions=level)
+        for level in Target.Permissions.values
+    }
+    direct, grouped, global_holder = make_user('direct'), make_user('grouped'), make_user('global')
+    inactive = make_user('inactive', is_active=False)
+    readers = Group.objects.create(name='readers')
+    grouped.groups.add(readers)
+    for target in targets.values():
+        assign_perm('tom_targets.view_target', direct, target)
+        assign_perm('tom_targets.view_target', readers, target)
+        assign_perm('tom_targets.view_target', inactive, target)
+    assign_perm('tom_targets.view_target', global_holder)
+    users = [AnonymousUser(), make_user('nobody'), direct, grouped, global_holder, inactive,
+             get_user_model().objects.create_superuser('root', 'root@example.org', 'root-password')]
+    answers = set()
+    for each in users:
+        for level, target in targets.items():
+            expected = targets_for_user(each, Target.objects.filter(pk=target.pk), 'view_target').exists() \
+                and (each.is_anonymous or each.is_active)
+            fresh = each if each.is_anonymous else get_user_model().objects.get(pk=each.pk)  # no cached perms
+            assert services.may_view_target(fresh, target) == expected, (each.username, level)
+            answers.add(expected)
+    assert answers == {True, False}

@@ -110,15 +110,21 @@ def descendant_pids(pid: int) -> set[int]:
     process tree, not every process on the host as a scan of /proc/*/stat does (psutil's way,
     kept for systems without those files).
     """
-    if not Path(f'/proc/{pid}/task/{pid}/children').exists():
+    if not os.path.exists(f'/proc/{pid}/task/{pid}/children'):
         return {child.pid for child in psutil.Process(pid).children(recursive=True)}
     found: set[int] = set()
     todo = [pid]
     while todo:
-        for listing in Path(f'/proc/{todo.pop()}/task').glob('*/children'):
+        parent = todo.pop()
+        try:
+            threads = os.listdir(f'/proc/{parent}/task')
+        except OSError:  # the process ended while we looked
+            continue
+        for thread in threads:
             try:
-                children = {int(child) for child in listing.read_text().split()} - found
-            except OSError:  # the process ended while we looked
+                with open(f'/proc/{parent}/task/{thread}/children') as listing:
+                    children = {int(child) for child in listing.read().split()} - found
+            except OSError:
                 continue
             found |= children
             todo.extend(children)
@@ -222,6 +228,15 @@ class RunContext:
                 self.beat_if_due()
 
     def _append(self, lines: list[tuple[str, int]]) -> None:
+        if connections[router.db_for_write(PipelineLogLine)].in_atomic_block:
+            # in the run's output transaction, where a savepoint would cost two more statements; only the
+            # engine numbers lines of a running process, after it gave the run to another attempt
+            try:
+                PipelineLogLine.append(self.process, lines, first_seq=self._next_seq)
+            except IntegrityError:
+                raise RunLost() from None
+            self._next_seq += len(lines)
+            return
         try:
             with transaction.atomic():
                 PipelineLogLine.append(self.process, lines, first_seq=self._next_seq)
@@ -515,17 +530,20 @@ def claim(pk: int, attempt: int | None = None, node: str = '') -> Claim | None:
     now = timezone.now()
     changes = {'state': ASYNC_STATUS_RUNNING, 'status': ASYNC_STATUS_RUNNING, 'started': now, 'heartbeat': now,
                'worker': worker_name(), 'node': node}
-    loaded = _claim_returning(pk, attempt, changes) if _supports_returning() else _claim_then_load(pk, attempt, changes)
+    if _supports_returning():
+        loaded = _claim_returning(pk, attempt, changes)
+    else:
+        loaded = _claim_then_load(pk, attempt, changes)
     if loaded is None:
         return None
-    row, last_seq, inputs, target_name = loaded
+    names, values, last_seq, inputs, target_name = loaded
+    pipeline = values[names.index('pipeline')]
     try:
-        process_class = registry.get(row.pipeline)
+        process_class = registry.get(pipeline)
     except registry.UnknownPipeline as exc:
         finish(pk, ASYNC_STATUS_FAILED, str(exc), attempt=attempt)
         return None
-    process = process_class.from_db(row._state.db, [field.attname for field in row._meta.concrete_fields],
-                                    [getattr(row, field.attname) for field in row._meta.concrete_fields])
+    process = process_class.from_db(router.db_for_write(PipelineProcess), names, values)
     return Claim(process, attempt, process.losses, last_seq, inputs, target_name)
 
 
@@ -536,47 +554,81 @@ def _supports_returning() -> bool:
     return connection.vendor == 'sqlite' and connection.Database.sqlite_version_info >= (3, 35)
 
 
-def _claim_returning(pk: int, attempt: int, changes: dict[str, Any]) -> tuple[PipelineProcess, int, int, str] | None:
+#: Claimed row, as ``(field names, values, last log seq, number of inputs, target name)``.
+Loaded = tuple[list[str], list[Any], int, int, str]
+
+#: The claim statement and the converters of its columns, built once per database connection alias.
+_claim_statements: dict[str, tuple[str, list[str], list[tuple[Any, list[Any]]]]] = {}
+
+
+def _claim_statement(connection: Any) -> tuple[str, list[str], list[tuple[Any, list[Any]]]]:
+    """``UPDATE ... RETURNING`` of the claim, the names of the returned fields and each one's converters.
+
+    Built once: composing the SQL, and going through ``raw()``, cost more than the statement itself.
+    """
+    cached = _claim_statements.get(connection.alias)
+    if cached is not None:
+        return cached
     meta = PipelineProcess._meta
-    connection = connections[router.db_for_write(PipelineProcess)]
     quote = connection.ops.quote_name
     table = quote(meta.db_table)
-    assignments, params = [], []
-    for name, value in changes.items():
-        field = meta.get_field(name)
-        assignments.append(f'{quote(field.column)} = %s')
-        params.append(field.get_db_prep_save(value, connection))
     log_table = quote(PipelineLogLine._meta.db_table)
     inputs = meta.get_field('input_files').remote_field.through._meta
     target = meta.get_field('target').related_model._meta
+    assignments = ', '.join(f'{quote(meta.get_field(name).column)} = %s' for name in CLAIM_CHANGES)
+    fields = meta.concrete_fields
     sql = (
-        f'UPDATE {table} SET {", ".join(assignments)}, {quote("attempts")} = {quote("attempts")} + 1 '
+        f'UPDATE {table} SET {assignments}, {quote("attempts")} = {quote("attempts")} + 1 '
         f'WHERE {quote("id")} = %s AND {quote("state")} = %s AND {quote("attempts")} = %s '
-        f'RETURNING {", ".join(f"{table}.{quote(field.column)}" for field in meta.concrete_fields)}, '
+        f'RETURNING {", ".join(f"{table}.{quote(field.column)}" for field in fields)}, '
         f'(SELECT COALESCE(MAX({quote("seq")}), 0) FROM {log_table} '
-        f'WHERE {quote("process_id")} = {table}.{quote("id")}) AS claim_last_seq, '
+        f'WHERE {quote("process_id")} = {table}.{quote("id")}), '
         f'(SELECT COUNT(*) FROM {quote(inputs.db_table)} '
-        f'WHERE {quote(inputs.get_field("pipelineprocess").column)} = {table}.{quote("id")}) AS claim_inputs, '
+        f'WHERE {quote(inputs.get_field("pipelineprocess").column)} = {table}.{quote("id")}), '
         f'(SELECT {quote("name")} FROM {quote(target.db_table)} '
-        f'WHERE {quote(target.pk.column)} = {table}.{quote("target_id")}) AS claim_target_name'
+        f'WHERE {quote(target.pk.column)} = {table}.{quote("target_id")})'
     )
+    converters = []
+    for field in fields:
+        column = field.get_col(meta.db_table)
+        converters.append((column, connection.ops.get_db_converters(column) + column.get_db_converters(connection)))
+    cached = _claim_statements[connection.alias] = (sql, [field.attname for field in fields], converters)
+    return cached
+
+
+#: The columns a claim sets besides ``attempts``, in the order of the claim statement.
+CLAIM_CHANGES = ('state', 'status', 'started', 'heartbeat', 'worker', 'node')
+
+
+def _claim_returning(pk: int, attempt: int, changes: dict[str, Any]) -> Loaded | None:
+    connection = connections[router.db_for_write(PipelineProcess)]
+    sql, names, converters = _claim_statement(connection)
+    meta = PipelineProcess._meta
+    params = [meta.get_field(name).get_db_prep_save(changes[name], connection) for name in CLAIM_CHANGES]
     params += [pk, ASYNC_STATUS_PENDING, attempt - 1]
-    # raw() turns the returned columns into a PipelineProcess through each field's converters
-    rows = list(PipelineProcess.objects.using(connection.alias).raw(sql, params))
-    if not rows:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
         return None
-    row = rows[0]
-    return row, row.claim_last_seq, row.claim_inputs, row.claim_target_name
+    values = list(row[:len(names)])
+    for index, (column, field_converters) in enumerate(converters):
+        for converter in field_converters:
+            values[index] = converter(values[index], column, connection)
+    last_seq, inputs, target_name = row[len(names):]
+    return names, values, last_seq, inputs, target_name
 
 
-def _claim_then_load(pk: int, attempt: int, changes: dict[str, Any]) -> tuple[PipelineProcess, int, int, str] | None:
+def _claim_then_load(pk: int, attempt: int, changes: dict[str, Any]) -> Loaded | None:
     """The claim on databases without ``UPDATE ... RETURNING``: a conditional update, then the loads."""
     if not PipelineProcess.objects.filter(pk=pk, state=ASYNC_STATUS_PENDING, attempts=attempt - 1).update(
         attempts=F('attempts') + 1, **changes
     ):
         return None
     row = PipelineProcess.objects.select_related('target').get(pk=pk)
-    return row, PipelineLogLine.next_seq(row) - 1, row.input_files.count(), row.target.name
+    names = [field.attname for field in row._meta.concrete_fields]
+    return (names, [getattr(row, name) for name in names], PipelineLogLine.next_seq(row) - 1,
+            row.input_files.count(), row.target.name)
 
 
 def run_process(pk: int, attempt: int | None = None, node: str = '', soft_time_limit: float | None = None) -> None:
@@ -607,8 +659,17 @@ def run_process(pk: int, attempt: int | None = None, node: str = '', soft_time_l
         logging.getLogger().removeHandler(handler)
         context.stop_new_children()
         context.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        remove_workdir(workdir)
         process._run = None
+
+
+def remove_workdir(workdir: Path) -> None:
+    """Most runs leave ``tmp`` empty and copy no input: two ``rmdir`` calls then, not ``rmtree``'s walk."""
+    try:
+        (workdir / 'tmp').rmdir()
+        workdir.rmdir()
+    except OSError:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def discard_broken_connections() -> None:
