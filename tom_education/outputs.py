@@ -45,6 +45,9 @@ def check_outputs(raw_outputs: Any, tmpdir: Path) -> list[CheckedOutput]:
         return []
     if isinstance(raw_outputs, (str, bytes, Path)) or not hasattr(raw_outputs, '__iter__'):
         raise AsyncError('do_pipeline() must return a list of PipelineOutput objects (or tuples)')
+    raw_outputs = list(raw_outputs)
+    if not raw_outputs:
+        return []
     root = tmpdir.resolve()
     checked = []
     for raw in raw_outputs:

@@ -66,13 +66,38 @@ def finish(pk: int, state: str, failure_message: str = '', traceback_text: str =
     With ``attempt``, only that attempt, still running, may end the run: an attempt that lost its
     run to a newer one can never write over it.
     """
-    rows = PipelineProcess.objects.filter(pk=pk, state__in=ACTIVE_STATES)
-    if attempt is not None:
-        rows = rows.filter(state=ASYNC_STATUS_RUNNING, attempts=attempt)
-    return rows.update(
-        state=state, status=state, failure_message=failure_message, traceback=traceback_text,
-        finished=timezone.now(),
-    ) > 0
+    connection = connections[router.db_for_write(PipelineProcess)]
+    finished = PipelineProcess._meta.get_field('finished').get_db_prep_save(timezone.now(), connection)
+    params = [state, state, failure_message, traceback_text, finished, pk]
+    if attempt is None:
+        params += sorted(ACTIVE_STATES)
+    else:
+        params += [ASYNC_STATUS_RUNNING, attempt]
+    with connection.cursor() as cursor:
+        cursor.execute(_finish_statement(connection, attempt is not None), params)
+        return cursor.rowcount > 0
+
+
+#: The two forms of finish's UPDATE (any active run / one running attempt), per connection alias.
+_finish_statements: dict[tuple[str, bool], str] = {}
+
+
+def _finish_statement(connection: Any, one_attempt: bool) -> str:
+    """Every run ends through ``finish``: its SQL is written once instead of compiled by the ORM each time."""
+    key = (connection.alias, one_attempt)
+    if key not in _finish_statements:
+        meta = PipelineProcess._meta
+
+        def column(name: str) -> str:
+            return connection.ops.quote_name(meta.get_field(name).column)
+
+        columns = ', '.join(f'{column(name)} = %s' for name in ('state', 'status', 'failure_message', 'traceback',
+                                                                    'finished'))
+        condition = f'{column("state")} = %s AND {column("attempts")} = %s' if one_attempt else \
+            f'{column("state")} IN ({", ".join(["%s"] * len(ACTIVE_STATES))})'
+        _finish_statements[key] = (f'UPDATE {connection.ops.quote_name(meta.db_table)} SET {columns} '
+                                   f'WHERE {column("id")} = %s AND {condition}')
+    return _finish_statements[key]
 
 
 #: Work folders are named after the process and the attempt, so the periodic cleanup can tell whose they are.
