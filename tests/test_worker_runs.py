@@ -1,5 +1,6 @@
 """Runs on a real worker process: states, failures, outputs, logging, cancel, lost workers, time limits."""
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,10 @@ def test_states_and_times_from_pending_to_created(worker, target, user, tmp_path
     assert (process.state, process.status) == (ASYNC_STATUS_CREATED, ASYNC_STATUS_CREATED)
     assert process.created <= process.started <= process.finished
     assert 'SHOUTING' in logged(process)
+    # the worker's monitor thread removes the run's folder just after the run, off the next run's path
+    deadline = time.monotonic() + 30
+    while tmpdir_of(process).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert not tmpdir_of(process).exists()
 
 

@@ -383,13 +383,17 @@ class RunContext:
 
 
 class Monitor:
-    """The one long-lived thread of a worker process that serves whichever run the process is running.
+    """The one long-lived thread of a worker process that serves the runs the process is running.
 
-    It writes the run's buffered log and progress every ``TOM_EDUCATION_LOG_FLUSH_INTERVAL``, beats
+    It writes each run's buffered log and progress every ``TOM_EDUCATION_LOG_FLUSH_INTERVAL``, beats
     its heart and watches for a cancel, on a database connection of its own that it keeps between
     runs: a thread and a connection per run cost more than many short runs themselves. A failed
     round (the database restarting, say) closes that connection, and the next round opens a new one.
-    Idle for ``IDLE_CLOSE`` seconds, it closes its connection so it holds none while nothing runs.
+    It also removes finished runs' work folders, off the path of the next run. Idle for
+    ``IDLE_CLOSE`` seconds, it closes its connection so it holds none while nothing runs.
+
+    A prefork pool process runs one run at a time; the monitor still serves several (a thread pool,
+    tests running runs side by side).
     """
 
     IDLE_CLOSE = 10.0
@@ -399,8 +403,9 @@ class Monitor:
     def __init__(self) -> None:
         self._pid = os.getpid()
         self._changed = threading.Condition()
-        self._context: RunContext | None = None
+        self._contexts: list[RunContext] = []
         self._busy_with: RunContext | None = None
+        self._to_remove: list[Path] = []
         self._stopping = False
         self._thread = threading.Thread(target=self._serve, name='tom_education-monitor', daemon=True)
         self._thread.start()
@@ -427,47 +432,64 @@ class Monitor:
 
     def attach(self, context: RunContext) -> None:
         with self._changed:
-            self._context = context
+            self._contexts.append(context)
             self._changed.notify_all()
 
     def detach(self, context: RunContext) -> None:
         """Stop serving ``context``; returns once no round for it is in progress."""
         with self._changed:
-            if self._context is context:
-                self._context = None
+            if context in self._contexts:
+                self._contexts.remove(context)
             while self._busy_with is context:
                 self._changed.wait()
 
-    def _serve(self) -> None:
+    def remove_later(self, workdir: Path) -> None:
+        """Remove a finished run's work folder from this thread (a folder left by a crash is the periodic
+        check's to remove)."""
+        with self._changed:
+            self._to_remove.append(workdir)
+            self._changed.notify_all()
+
+    def _next_job(self) -> RunContext | Path | None:
+        """Wait for the next thing to do: a folder to remove, or the run whose round is due first."""
         idle_since = time.monotonic()
+        with self._changed:
+            while not self._stopping:
+                if self._to_remove:
+                    return self._to_remove.pop()
+                if not self._contexts:
+                    if time.monotonic() - idle_since >= self.IDLE_CLOSE:
+                        connections.close_all()
+                    self._changed.wait(timeout=self.IDLE_CLOSE)
+                    continue
+                context = min(self._contexts, key=lambda each: each.next_round)
+                remaining = context.next_round - time.monotonic()
+                if remaining > 0:  # woken early (attach, detach, a folder, shutdown): look again
+                    self._changed.wait(timeout=remaining)
+                    continue
+                context.next_round = time.monotonic() + min(conf.log_flush_interval(), conf.heartbeat_interval())
+                self._busy_with = context
+                return context
+            return None
+
+    def _serve(self) -> None:
         try:
-            while True:
-                with self._changed:
-                    if self._stopping:
-                        return
-                    context = self._context
-                    if context is None:
-                        if time.monotonic() - idle_since >= self.IDLE_CLOSE:
-                            connections.close_all()
-                        self._changed.wait(timeout=self.IDLE_CLOSE)
-                        continue
-                    remaining = context.next_round - time.monotonic()
-                    if remaining > 0:  # woken early (attach, detach, shutdown): look again
-                        self._changed.wait(timeout=remaining)
-                        continue
-                    context.next_round = time.monotonic() + min(conf.log_flush_interval(), conf.heartbeat_interval())
-                    self._busy_with = context
+            while (job := self._next_job()) is not None:
+                if isinstance(job, Path):
+                    remove_workdir(job)
+                    continue
                 try:
-                    context.tick()
+                    job.tick()
                 except Exception:  # noqa: BLE001 - e.g. a locked or restarting database: try again next round
-                    logger.exception('tom_education monitor of process %s: round failed', context.process.pk)
+                    logger.exception('tom_education monitor of process %s: round failed', job.process.pk)
                     connections.close_all()
                 finally:
-                    idle_since = time.monotonic()
                     with self._changed:
                         self._busy_with = None
                         self._changed.notify_all()
         finally:
+            for workdir in self._to_remove:
+                remove_workdir(workdir)
             connections.close_all()
 
 
@@ -684,7 +706,7 @@ def run_process(pk: int, attempt: int | None = None, node: str = '', soft_time_l
         logging.getLogger().removeHandler(handler)
         context.stop_new_children()
         context.stop()
-        remove_workdir(workdir)
+        Monitor.current().remove_later(workdir)
         process._run = None
 
 

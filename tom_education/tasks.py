@@ -13,7 +13,13 @@ from typing import Any
 from billiard.exceptions import WorkerLostError
 from celery import Task, shared_task
 from celery.exceptions import TimeLimitExceeded
-from celery.signals import task_failure, worker_ready, worker_shutdown, worker_shutting_down
+from celery.signals import (
+    task_failure,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 
 from tom_education import conf, recovery, runner
 from tom_education.dispatch import TASK_NAME
@@ -117,3 +123,9 @@ def stop_checks(sender: Any = None, **extra: Any) -> None:
         recovery.unregister_worker(node)
     except Exception:  # noqa: BLE001 - its row simply ages out
         logger.debug('tom_education: could not unregister %s', node, exc_info=True)
+
+
+@worker_process_shutdown.connect
+def stop_monitor(**extra: Any) -> None:
+    """A pool process that exits stops its monitor thread, which first removes the folders of its last runs."""
+    runner.Monitor.shutdown()
