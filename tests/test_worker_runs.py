@@ -158,7 +158,8 @@ def test_cancel_running_pipeline_that_never_logs(worker, target, user):
 
 
 def test_cancel_pending_process_never_runs(target, user):
-    process = run(target, user, {})
+    # on a queue nobody consumes: the suite's worker, if started, would otherwise race the cancel
+    process = run(target, user, {}, pipeline='Parked')
     assert services.cancel_process(process)
     process.refresh_from_db()
     assert process.state == ASYNC_STATUS_CANCELLED
@@ -224,8 +225,7 @@ def make_lost(process, attempt=1, seconds_ago=30):
 def test_lost_runs_are_queued_again_then_failed_at_the_cap(target, user):
     from tom_education import recovery
 
-    process = services.start_process(user=user, pipeline='Parked', target=target,
-                                     input_files=[script_product(target, {})])
+    process = run(target, user, {}, pipeline='Parked')
     make_lost(process)
     recovery.recover_lost_runs()
     process.refresh_from_db()
@@ -247,8 +247,7 @@ def test_lost_runs_are_queued_again_then_failed_at_the_cap(target, user):
 def test_a_lost_run_past_its_hard_limit_is_failed_as_timed_out_not_retried(target, user):
     from tom_education import recovery
 
-    process = services.start_process(user=user, pipeline='Parked', target=target,
-                                     input_files=[script_product(target, {})])
+    process = run(target, user, {}, pipeline='Parked')
     make_lost(process, seconds_ago=3600)
     assert recovery.recover_lost_runs() == 1
     process.refresh_from_db()
@@ -258,8 +257,7 @@ def test_a_lost_run_past_its_hard_limit_is_failed_as_timed_out_not_retried(targe
 def test_a_lost_run_whose_cancel_was_asked_is_cancelled_not_retried(target, user):
     from tom_education import recovery
 
-    process = services.start_process(user=user, pipeline='Parked', target=target,
-                                     input_files=[script_product(target, {})])
+    process = run(target, user, {}, pipeline='Parked')
     make_lost(process)
     type(process).objects.filter(pk=process.pk).update(cancel_requested=True)
     recovery.recover_lost_runs()
@@ -268,8 +266,7 @@ def test_a_lost_run_whose_cancel_was_asked_is_cancelled_not_retried(target, user
 
 
 def test_a_copy_of_a_message_or_one_of_an_older_attempt_is_dropped(target, user):
-    process = services.start_process(user=user, pipeline='Parked', target=target,
-                                     input_files=[script_product(target, {})])
+    process = run(target, user, {}, pipeline='Parked')
     assert runner.claim(process.pk, attempt=2) is None  # not yet: attempt 1 comes first
     assert runner.claim(process.pk, attempt=1).attempt == 1
     assert runner.claim(process.pk, attempt=1) is None  # a second delivery of the same message
@@ -283,8 +280,7 @@ def test_cleanup_leaves_the_work_folders_of_another_tom_on_the_host_alone(tmp_pa
     from tom_education import recovery
 
     monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
-    process = services.start_process(user=user, pipeline='Parked', target=target,
-                                     input_files=[script_product(target, {})])
+    process = run(target, user, {}, pipeline='Parked')
     ours = runner.make_workdir(process.pk, 1)  # the process is pending: no attempt 1 runs, the folder is dead
     theirs = tmp_path / 'tom_education-runs-0123456789ab' / f'{process.pk}-1-abcd'  # same pk, another database
     theirs.mkdir(parents=True)
