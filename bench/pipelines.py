@@ -14,14 +14,10 @@ from typing import Any
 
 from tom_dataproducts.models import DataProduct
 
+from bench.lines import SMALL_OUTPUT_BYTES, SMALL_RUN_LINES, log_message
 from tom_education.models import PipelineOutput, PipelineProcess
 
 APP_LABEL = 'tom_education_bench'
-
-
-def log_message(number: int) -> str:
-    """A log line of a realistic length; the bench's baseline logs exactly the same text."""
-    return f'bench line {number:05d}: reduced frame 2048x2048, median 1234.5 ADU, 17 stars matched'
 
 
 class NoOp(PipelineProcess):
@@ -104,3 +100,38 @@ class BigOutput(PipelineProcess):
         path = tmpdir / 'big_output.bin'
         write_big_file(path, BIG_OUTPUT_BYTES)
         return [PipelineOutput(path, DataProduct)]
+
+
+class SmallRun(PipelineProcess):
+    """A realistic small run: 100 log lines and one small file kept as a DataProduct."""
+
+    short_name = 'bench_small'
+
+    class Meta:
+        proxy = True
+        app_label = APP_LABEL
+
+    def do_pipeline(self, tmpdir: Path, **flags: bool) -> list[Any]:
+        for number in range(SMALL_RUN_LINES):
+            self.log(log_message(number))
+        path = tmpdir / 'small_output.txt'
+        path.write_bytes(b'x' * SMALL_OUTPUT_BYTES)
+        return [PipelineOutput(path, DataProduct)]
+
+
+#: how long ``Sleep`` runs: long enough to be killed mid-run, short enough for 20 kills
+SLEEP_SECONDS = 1.0
+
+
+class Sleep(PipelineProcess):
+    """Sleeps ``SLEEP_SECONDS``: the run whose worker the recovery benchmark kills while it runs."""
+
+    short_name = 'bench_sleep'
+
+    class Meta:
+        proxy = True
+        app_label = APP_LABEL
+
+    def do_pipeline(self, tmpdir: Path, **flags: bool) -> list:
+        time.sleep(SLEEP_SECONDS)
+        return []

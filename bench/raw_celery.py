@@ -17,6 +17,8 @@ import time
 import redis
 from celery import Celery
 
+from bench.lines import log_message
+
 BROKER = os.environ['TOM_EDUCATION_BENCH_BROKER']
 QUEUE = os.environ['TOM_EDUCATION_BENCH_RAW_QUEUE']
 
@@ -47,4 +49,23 @@ def client() -> redis.Redis:
 def raw_noop(done_key: str) -> None:
     """Do nothing but say when: push "start end" (``time.time()`` on entry and on leaving) onto ``done_key``."""
     start = time.time()
+    client().rpush(done_key, f'{start!r} {time.time()!r}')
+
+
+@app.task(name='bench.raw_small_run', acks_late=True, ignore_result=True)
+def raw_small_run(done_key: str, lines: int, size: int) -> None:
+    """Row g's baseline: write ``lines`` log lines to a file and a ``size``-byte file to the storage folder.
+
+    The lines go to a text file, one ``write`` per line as a logger would, and the output to a
+    file under ``TOM_EDUCATION_VAR_DIR``: the cheapest honest way to keep both, with no database.
+    """
+    start = time.time()
+    folder = os.path.join(os.environ['TOM_EDUCATION_VAR_DIR'], 'raw_small_runs')
+    os.makedirs(folder, exist_ok=True)
+    name = done_key.rsplit(':', 1)[-1]
+    with open(os.path.join(folder, f'{name}.log'), 'w') as log:
+        for number in range(lines):
+            log.write(log_message(number) + '\n')
+    with open(os.path.join(folder, f'{name}.txt'), 'wb') as output:
+        output.write(b'x' * size)
     client().rpush(done_key, f'{start!r} {time.time()!r}')

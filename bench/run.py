@@ -38,6 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness.big_output import bench_big_output, memory_child  # noqa: E402
+from bench.harness.check_cost import bench_periodic_check  # noqa: E402
 from bench.harness.common import (  # noqa: E402
     DEFAULT_BROKER,
     PROGRESS,  # noqa: E402
@@ -48,8 +49,12 @@ from bench.harness.dispatch import bench_dispatch  # noqa: E402
 from bench.harness.logs import bench_logging  # noqa: E402
 from bench.harness.many_inputs import bench_many_inputs  # noqa: E402
 from bench.harness.polling import bench_polling  # noqa: E402
+from bench.harness.small_run import bench_small_run  # noqa: E402
+from bench.harness.submission import bench_submission  # noqa: E402
 from bench.harness.table import guarded, print_table  # noqa: E402
+from bench.harness.target_page import bench_target_page  # noqa: E402
 from bench.harness.throughput import bench_throughput  # noqa: E402
+from bench.harness.worker_death import bench_worker_death  # noqa: E402
 from bench.harness.world import (  # noqa: E402
     load_average,
     machine_description,
@@ -69,7 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='SQLite file in the temporary directory (default), or a fresh database on the '
                              'PostgreSQL at PGHOST:PGPORT (default 127.0.0.1:5432, user postgres)')
     parser.add_argument('--broker', help=f'Redis URL (default {DEFAULT_BROKER}, or a private redis-server)')
-    parser.add_argument('--only', default='abcdef', help='benchmarks to run, e.g. "ab" or "c,f" (default all)')
+    parser.add_argument('--only', default='abcdefghijk',
+                        help='benchmarks to run, e.g. "ab" or "c,f" (default all)')
     parser.add_argument('--json', type=Path, help='also write the rows as JSON to this file')
     parser.add_argument('--settings', default='bench.settings',
                         help='settings module for this process and the workers (default bench.settings); to '
@@ -96,12 +102,14 @@ def main(argv: list[str] | None = None) -> int:
         from django.db import connection
 
         fixtures = make_fixtures(world.token)
-        if only & {'a', 'b'}:
+        if only & {'a', 'b', 'g'}:
             PROGRESS.show('starting the tom_education and raw Celery workers')
             start_workers(world, 'ours', 'raw')
             if 'a' in only:
                 rows += guarded('a. dispatch', lambda: bench_dispatch(world, fixtures, sizes))
-            if 'b' in only:
+            if 'g' in only:
+                rows += guarded('g. small run', lambda: bench_small_run(world, fixtures, sizes))
+            if 'b' in only:  # last of the three: it stops the workers and starts its own
                 rows += guarded('b. throughput', lambda: bench_throughput(world, fixtures, sizes))
             stop_workers(world)
         if 'c' in only:
@@ -112,6 +120,14 @@ def main(argv: list[str] | None = None) -> int:
             rows += guarded('e. large output', lambda: bench_big_output(world, fixtures, sizes))
         if 'f' in only:
             rows += guarded('f. many inputs', lambda: bench_many_inputs(fixtures))
+        if 'h' in only:
+            rows += guarded('h. submission', lambda: bench_submission(world, fixtures, sizes))
+        if 'i' in only:
+            rows += guarded('i. target page', lambda: bench_target_page(fixtures, sizes))
+        if 'j' in only:
+            rows += guarded('j. worker death', lambda: bench_worker_death(world, fixtures, sizes))
+        if 'k' in only:  # last: it leaves 100,000 processes in the database
+            rows += guarded('k. periodic check', lambda: bench_periodic_check(fixtures, sizes))
         database = f'{connection.vendor} {connection.Database.sqlite_version}' if connection.vendor == 'sqlite' \
             else f'{connection.vendor} {connection.pg_version}'
     finally:

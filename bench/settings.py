@@ -35,4 +35,6 @@ TOM_EDUCATION_PIPELINES = {
     'Bench no-op': 'bench.pipelines.NoOp',
     'Bench logging': 'bench.pipelines.LogLines',
     'Bench big output': 'bench.pipelines.BigOutput',
+    'Bench small run': 'bench.pipelines.SmallRun',
+    'Bench sleep': 'bench.pipelines.Sleep',
 }

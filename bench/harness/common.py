@@ -30,11 +30,15 @@ class Sizes:
     poll_requests: int = 200
     poll_big_log: int = 100_000
     big_output_bytes: int = 2 * GIB
+    worker_kills: int = 20
+    check_table_rows: int = 100_000
+    check_rounds: int = 20
 
     @classmethod
     def quick(cls) -> Sizes:
         return cls(dispatch_runs=15, throughput_tasks=100, throughput_rounds=1, log_paced_runs=1,
-                   baseline_budget_s=20.0, poll_requests=50, big_output_bytes=256 * MIB)
+                   baseline_budget_s=20.0, poll_requests=50, big_output_bytes=256 * MIB,
+                   worker_kills=5, check_rounds=5)
 
 
 @dataclass

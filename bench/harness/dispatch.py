@@ -15,7 +15,7 @@ from bench.harness.world import Fixtures, World, wait_final
 
 
 class Raw:
-    """Sends the raw no-op task and waits for its worker to say it ran."""
+    """Sends a raw task (the no-op by default) and waits for its worker to say it ran."""
 
     def __init__(self, world: World) -> None:
         import redis
@@ -31,16 +31,17 @@ class Raw:
         self.count += 1
         return f'{self.prefix}:done:{self.count}'
 
-    def send(self, key: str) -> None:
-        self.app.send_task('bench.raw_noop', args=[key])
+    def send(self, key: str, task: str = 'bench.raw_noop', args: tuple = ()) -> None:
+        self.app.send_task(task, args=[key, *args])
 
-    def round_trip(self) -> float:
+    def round_trip(self, task: str = 'bench.raw_noop', args: tuple = ()) -> float:
+        """From sending ``task`` to its worker's "done" (``args`` follow the key the task pushes onto)."""
         key = self.key()
         start = time.time()
-        self.send(key)
+        self.send(key, task, args)
         reply = self.redis.blpop([key], timeout=60)
         if reply is None:
-            raise RuntimeError('the raw no-op task did not run within 60 s')
+            raise RuntimeError(f'the raw task {task} did not run within 60 s')
         return float(reply[1].split()[1]) - start
 
     def stamps(self, key: str) -> list[tuple[float, float]]:
@@ -49,12 +50,12 @@ class Raw:
                 (item.split() for item in self.redis.lrange(key, 0, -1))]
 
 
-def ours_round_trip(fixtures: Fixtures) -> float:
+def ours_round_trip(fixtures: Fixtures, pipeline: str = NOOP) -> float:
     """Submit through the service every page and API call uses; finished when the row says so."""
     from tom_education import services
 
     start = time.time()
-    process = services.start_process(user=fixtures.user, pipeline=NOOP, target=fixtures.target,
+    process = services.start_process(user=fixtures.user, pipeline=pipeline, target=fixtures.target,
                                      input_files=[fixtures.product])
     _, finished = wait_final(process.pk)
     return finished.timestamp() - start

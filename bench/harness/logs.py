@@ -20,6 +20,7 @@ from bench.harness.common import (
     percentile,
 )
 from bench.harness.world import Fixtures, create_process
+from bench.lines import log_message
 
 
 class FlushRecorder:
@@ -112,7 +113,7 @@ def logged_run(fixtures: Fixtures, plan: Any, read: bool) -> LoggedRun:
     state = PipelineProcess.objects.filter(pk=process.pk).values_list('state', flat=True).get()
     if state != 'created':
         raise RuntimeError(f'the logging run ended {state}')
-    first = PipelineLogLine.objects.get(process=process, message=pipelines.log_message(0)).seq
+    first = PipelineLogLine.objects.get(process=process, message=log_message(0)).seq
     blocks = pipelines.LOG_BLOCKS
     calls, flushes, latencies = [], [], []
     for index, (block_start, block_end) in enumerate(blocks):
@@ -133,7 +134,7 @@ def logged_run(fixtures: Fixtures, plan: Any, read: bool) -> LoggedRun:
 
 def baseline_log(fixtures: Fixtures, lines: int, block: int, budget: float) -> tuple[list[float], float]:
     """The 2020 way, block by block, until done or until the next block would overrun ``budget``."""
-    from bench import original_log, pipelines
+    from bench import original_log
 
     process = original_log.new_process(fixtures.target.pk)
     blocks: list[float] = []
@@ -145,7 +146,7 @@ def baseline_log(fixtures: Fixtures, lines: int, block: int, budget: float) -> t
             break
         block_start = time.perf_counter()
         for _ in range(block):
-            process.log(pipelines.log_message(number))
+            process.log(log_message(number))
             number += 1
         blocks.append(time.perf_counter() - block_start)
         PROGRESS.show('c. logging: baseline (rewrite the growing text per line), lines', number, lines)

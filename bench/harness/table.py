@@ -9,10 +9,17 @@ from bench.harness.common import (
 )
 
 
+def result(row: Row) -> str:
+    """MET / NOT MET; a row with no goal is a figure to report (INFO); otherwise it could not be measured."""
+    if row.met is None:
+        return 'INFO' if row.goal.startswith('report') else 'NOT MEASURED'
+    return 'MET' if row.met else 'NOT MET'
+
+
 def print_table(rows: list[Row], header: list[str]) -> None:
     columns = ['benchmark', 'ours', 'baseline', 'ratio', 'goal', 'result']
     cells = [[row.benchmark, row.ours, row.baseline, row.ratio, row.goal,
-              'MET' if row.met else ('NOT MEASURED' if row.met is None else 'NOT MET')] for row in rows]
+              result(row)] for row in rows]
     widths = [max(len(column), *(len(line[index]) for line in cells)) for index, column in enumerate(columns)]
     rule = '  '.join('-' * width for width in widths)
     print()

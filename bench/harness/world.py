@@ -193,11 +193,15 @@ def setup(args: argparse.Namespace) -> World:
     return world
 
 
-def new_worker(world: World, kind: str) -> Worker:
-    """Start tom_education's worker (``ours``) or the bare Celery one (``raw``); each start logs to a new file."""
+def new_worker(world: World, kind: str, settings: str | None = None) -> Worker:
+    """Start tom_education's worker (``ours``) or the bare Celery one (``raw``); each start logs to a new file.
+
+    ``settings`` gives tom_education's worker another settings module than the bench's own.
+    """
     number = len(world.workers) + 1
     if kind == 'ours':
-        worker = Worker(f'bench-{world.token}-{number}', 'tom_education', world.queue, dict(os.environ),
+        env = dict(os.environ, **({'DJANGO_SETTINGS_MODULE': settings} if settings else {}))
+        worker = Worker(f'bench-{world.token}-{number}', 'tom_education', world.queue, env,
                         world.workdir / f'worker-{number}-ours.log')
     else:
         # no DJANGO_SETTINGS_MODULE: Celery's Django fixup stays out of the baseline
@@ -208,9 +212,9 @@ def new_worker(world: World, kind: str) -> Worker:
     return worker
 
 
-def start_workers(world: World, *kinds: str) -> list[Worker]:
+def start_workers(world: World, *kinds: str, settings: str | None = None) -> list[Worker]:
     """Start the workers together, then wait until each says it is ready."""
-    workers = [new_worker(world, kind) for kind in kinds]
+    workers = [new_worker(world, kind, settings) for kind in kinds]
     for worker in workers:
         worker.wait_ready()
     return workers
