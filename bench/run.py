@@ -69,7 +69,7 @@ from bench.harness.world import (  # noqa: E402
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--quick', action='store_true', help='smaller sizes, for a first look (about 2 minutes)')
+    parser.add_argument('--quick', action='store_true', help='smaller sizes, for a first look (about 4 minutes)')
     parser.add_argument('--db', choices=['sqlite', 'postgres'], default='sqlite',
                         help='SQLite file in the temporary directory (default), or a fresh database on the '
                              'PostgreSQL at PGHOST:PGPORT (default 127.0.0.1:5432, user postgres)')

@@ -10,12 +10,13 @@ target, which is the check ``start_process`` actually makes.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from bench.harness.common import NOOP, PROGRESS, Row, Sizes, fmt_ms, percentile
 from bench.harness.world import Fixtures, World
 
 
-def private_target(fixtures: Fixtures) -> tuple:
+def private_target(fixtures: Fixtures) -> tuple[Any, Any]:
     """A private target the fixtures' user may view through an object permission, with one input product."""
     from django.core.files.base import ContentFile
     from guardian.shortcuts import assign_perm
