@@ -59,11 +59,12 @@ def run_on_worker(pipeline: str, target: Target, products: list[DataProduct], fl
     return wait_final(process, timeout=120)
 
 
-def run_here(pipeline: str, target: Target, products: list[DataProduct], flags: dict | None = None):
+def run_here(pipeline: str, target: Target, products: list[DataProduct], flags: dict | None = None,
+             options: dict | None = None):
     """Run in the test process (queued where no worker listens), so ``override_settings`` reaches the pipeline."""
     with override_settings(TOM_EDUCATION_CELERY_APP='tests.unused_queue.app'):
         process = services.start_process(user=None, pipeline=pipeline, target=target, input_files=products,
-                                         flags=flags)
+                                         flags=flags, options=options)
     runner.run_process(process.pk)
     process.refresh_from_db()
     return process

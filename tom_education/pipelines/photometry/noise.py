@@ -22,9 +22,10 @@ MAG_PER_RELATIVE_ERROR = 2.5 / math.log(10)
 def robust_level_and_noise(values: np.ndarray, clip: float = 3.0, iterations: int = 5) -> tuple[float, float, int]:
     """Level, scatter (ADU) and number of the pixels left after removing stars and hot pixels.
 
-    Starts from the median and the MAD, floors the scale at :data:`QUANTISATION_NOISE` so that a
-    sky where nearly every pixel has one value still has a width, then clips at ``clip`` scales
-    and takes the plain mean and standard deviation of what is left. The mean, not the median,
+    Starts from the median and the MAD (the plain scatter when the MAD is 0), floors the scale at
+    :data:`QUANTISATION_NOISE` so that a sky where nearly every pixel has one value still has a
+    width, then clips at ``clip`` scales and takes the plain mean and standard deviation of what
+    is left. The mean, not the median,
     is the level: the median of integer pixels is an integer, off by up to half an ADU per pixel,
     which over an aperture of a hundred pixels is a large, frame-to-frame varying bias.
     """
@@ -33,7 +34,10 @@ def robust_level_and_noise(values: np.ndarray, clip: float = 3.0, iterations: in
     if values.size == 0:
         return math.nan, math.nan, 0
     centre = float(np.median(values))
-    scale = max(1.4826 * float(np.median(np.abs(values - centre))), QUANTISATION_NOISE)
+    mad = float(np.median(np.abs(values - centre)))
+    # on integer data the MAD is 0 as soon as half the pixels share a value: start from the plain
+    # scatter then, and let the clipping bring it down to the sky's
+    scale = max(1.4826 * mad if mad > 0 else float(values.std()), QUANTISATION_NOISE)
     kept = values
     for _ in range(iterations):
         selected = values[np.abs(values - centre) <= clip * scale]
@@ -63,12 +67,15 @@ def pixel_variance(sky_level: np.ndarray, sky_noise: np.ndarray, gain: float | N
     """Variance (ADU^2) of one sky pixel: from the CCD equation with the header's gain, else as measured.
 
     With ``GAIN`` the terms are the sky's photons, the read noise and the rounding,
-    ``S/g + (R/g)^2 + 1/12``; without it the measured scatter of the annulus already holds all
-    three. Either way it is never below the rounding noise.
+    ``S/g + (R/g)^2 + 1/12``; without it the measured scatter of the annulus plus ``1/12``: on
+    a frame whose sky pixels mostly hold one value the measured scatter misses most of the
+    rounding that the star's pixels suffer, and on any other frame 1/12 ADU^2 is negligible.
     """
     measured = np.maximum(np.asarray(sky_noise, dtype=float), QUANTISATION_NOISE) ** 2
     if not gain:
-        return measured
+        # the sky's rounding is partly hidden when most of its pixels hold one value, while the
+        # star's pixels are rounded at every level: the rounding variance is added once more
+        return measured + QUANTISATION_NOISE ** 2
     model = np.maximum(np.asarray(sky_level, dtype=float), 0.0) / gain + ((read_noise or 0.0) / gain) ** 2
     return model + QUANTISATION_NOISE ** 2
 
