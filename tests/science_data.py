@@ -159,15 +159,16 @@ FIELD_STARS = ((95.0, 10.0, 900.0), (-80.0, 60.0, 700.0), (20.0, -100.0, 1200.0)
 def small_telescope_frames(folder: Path, count: int, *, target_flux: float = 600.0, fwhm: float = 6.0,
                            sky: float = 40.0, gain: float = 200.0, read_noise: float = 0.0, quantise: bool = True,
                            transparency: np.ndarray | None = None, wcs_offset: tuple[float, float] = (0.0, 0.0),
-                           size: int = 320, exptime: float = 60.0, seed: int = 12,
-                           extra_header: dict | None = None) -> tuple[list[Path], dict]:
+                           star_factors: np.ndarray | None = None, size: int = 320, exptime: float = 60.0,
+                           seed: int = 12, extra_header: dict | None = None) -> tuple[list[Path], dict]:
     """Frames with the conditions of issue 12, and the truth they were made from.
 
     Gaussian stars of ``fwhm`` px; photon noise with a ``gain`` (e-/ADU) that the header does NOT
     give; optional read noise (e-); pixels rounded to whole ADU and clipped to 0-255 when
     ``quantise`` (with the defaults the sky scatters by 0.45 ADU, so three sky pixels in four hold
     the same value and the target peaks 15 ADU above the sky); every star's flux multiplied by
-    ``transparency[i]`` in frame i (clouds). The WCS puts the target at the image centre; the star
+    ``transparency[i]`` in frame i (clouds), and star j's by ``star_factors[i, j]`` (a variable; the
+    target is star 0, then :data:`FIELD_STARS` in order). The WCS puts the target at the image centre; the star
     is drawn ``wcs_offset`` px (x, y) away from it, as when a plate solution is off.
     Returns the paths and ``{'x', 'y'}`` (the target's true 0-based pixel position), ``'flux'``
     (the flux of every star in every frame, frames x stars, the target first) and ``'positions'``.
@@ -200,7 +201,7 @@ def small_telescope_frames(folder: Path, count: int, *, target_flux: float = 600
     start = Time('2026-03-01T02:00:00', scale='utc')
     paths, fluxes = [], []
     for index in range(count):
-        flux = base * transparency[index]
+        flux = base * transparency[index] * (1.0 if star_factors is None else star_factors[index])
         fluxes.append(flux)
         model = sky + (profile_y * flux[:, None]).T @ profile_x
         electrons = rng.poisson(model * gain).astype(float) + rng.normal(0.0, read_noise, model.shape)
