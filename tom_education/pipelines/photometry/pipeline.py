@@ -170,7 +170,7 @@ class AperturePhotometryPipeline(PipelineProcess):
             data = read_pixels(frame)
             region = _region(data.shape, x, y, REGION_HALF)
             sky, noise = frame_sky(data[region])
-            fwhm, seeing_note = self._seeing(data[region], fwhm_guess, config)
+            fwhm, seeing_note = self._seeing(data[region], (sky, noise), fwhm_guess, config)
             fwhm_guess = fwhm
             if recentre_flag:
                 centre = recentre(data, x, y, fwhm=fwhm, max_shift=config['max_centroid_shift'], sky=sky,
@@ -204,9 +204,10 @@ class AperturePhotometryPipeline(PipelineProcess):
         self.progress(len(frames), len(frames), 'All frames measured')
         return points, (comparison_sky if comparison_sky is not None else np.empty((0, 2)))
 
-    def _seeing(self, region: np.ndarray, guess: float, config: dict[str, Any]) -> tuple[float, str]:
+    def _seeing(self, region: np.ndarray, sky: tuple[float, float], guess: float,
+                config: dict[str, Any]) -> tuple[float, str]:
         """The FWHM of the brightest unsaturated stars near the target; the last value when none can be fitted."""
-        stars = find_stars(region, guess, max(config['detection_sigma'], 10.0), border=int(2 * guess) + 2)
+        stars = find_stars(region, guess, max(config['detection_sigma'], 10.0), border=int(2 * guess) + 2, sky=sky)
         top = _flat_top(region)
         usable = np.nonzero((stars.peak < 0.9 * top) if top else np.ones(len(stars.x), dtype=bool))[0]
         brightest = usable[np.argsort(-stars.significance[usable])[:FWHM_STARS]]
