@@ -112,7 +112,7 @@ def bare_photometry(paths: list[Path]) -> float:
             header, data = hdus[0].header, np.array(hdus[0].data, dtype=np.float64)
         x, y = (float(value) for value in WCS(header).celestial.world_to_pixel_values(83.8221, -5.3911))
         row, column = int(round(y)), int(round(x))
-        region = data[max(row - 128, 0):row + 129, max(column - 128, 0):column + 129]
+        region = data[max(row - 64, 0):row + 65, max(column - 64, 0):column + 65]
         sky = seeing.frame_sky(region)
         stars = seeing.find_stars(region, 4.0, 10.0, border=10, sky=sky)
         brightest = np.argsort(-stars.significance)[:7]

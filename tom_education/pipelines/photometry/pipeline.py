@@ -33,7 +33,7 @@ READ_NOISE_KEYS = ('RDNOISE', 'READNOIS', 'RON', 'READNOISE', 'RDNOIS')
 SATURATION_KEYS = ('SATURATE', 'SATLEVEL', 'SATUR', 'MAXLIN')
 EXPOSURE_KEYS = ('EXPTIME', 'EXPOSURE', 'ITIME')
 #: Half-side (px) of the region around the target where the seeing and the local sky are measured.
-REGION_HALF = 128
+REGION_HALF = 64
 #: Stars fitted per frame to measure the seeing.
 FWHM_STARS = 7
 

@@ -32,7 +32,7 @@ class Stars:
 
 def frame_sky(data: np.ndarray) -> tuple[float, float]:
     """Sky level and per-pixel noise of a whole frame (or cutout), from a strided sample of its pixels."""
-    step = max(1, int(math.sqrt(data.size / NOISE_SAMPLE)))
+    step = max(1, math.ceil(math.sqrt(data.size / NOISE_SAMPLE)))
     level, noise, _ = robust_level_and_noise(data[::step, ::step])
     return level, noise
 
@@ -58,7 +58,8 @@ def find_stars(data: np.ndarray, fwhm: float, threshold: float, *, border: int =
     if border:
         maxima[:border], maxima[-border:], maxima[:, :border], maxima[:, -border:] = False, False, False, False
     rows, columns = np.nonzero(maxima)
-    peaks = maximum_filter(np.where(np.isfinite(data), data, level), size=3)[rows, columns]
+    peaks = np.array([np.nanmax(data[max(row - 1, 0):row + 2, max(column - 1, 0):column + 2])
+                      for row, column in zip(rows, columns, strict=True)], dtype=float).reshape(-1)
     return Stars(columns.astype(float), rows.astype(float), peaks, smoothed[rows, columns] / smoothed_noise)
 
 
