@@ -16,7 +16,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from bench_science import PHOTOMETRY, ROOT, configure_django, run_pipeline
 
 FRAMES = 20

@@ -128,12 +128,12 @@ class AperturePhotometryPipeline(PipelineProcess):
         ]
 
     def _user_comparisons(self, text: str, differential: bool) -> np.ndarray | None:
-        if not text.strip():
-            return None
         try:
             positions = ensemble.parse_coordinates(text)
         except ValueError as exc:
             raise AsyncError(f'The comparison-star list cannot be read: {exc}.') from None
+        if not len(positions):
+            return None
         if not differential:
             self.log('A comparison-star list was given without the differential flag: it is not used')
             return None
@@ -178,6 +178,10 @@ class AperturePhotometryPipeline(PipelineProcess):
             else:
                 centre = Centre(x, y, 'wcs', 'recentring switched off')
             radius, inner, outer = radii(config, fwhm)
+            if not aperture_inside(frame.shape, centre.x, centre.y, radius):
+                self.log(f'{prefix}: skipped, an aperture of {radius:.1f} px (FWHM {fwhm:.2f} px) around pixel '
+                         f'({centre.x:.1f}, {centre.y:.1f}) is cut by the edge of the image')
+                continue
             if differential and comparison_sky is None:
                 comparison_sky = self._choose_comparison_stars(data, frame, centre, fwhm, sky, noise, config)
             comparison_xy = self._comparison_positions(data, frame, comparison_sky, fwhm, outer, config)
