@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 from astropy.io import fits
+from django.test import override_settings
 from tom_dataproducts.models import PhotometryReducedDatum
 from tom_targets.models import Target
 
@@ -194,3 +195,29 @@ def test_times_are_mid_exposure_with_bjd_and_airmass_when_the_site_is_known(fiel
     unknown = run_here(PHOTOMETRY, field_target, upload(field_target, paths))
     assert all(row['bjd_tdb'] == '' and row['airmass'] == '' for row in table_of(unknown))
     assert any('Observatory location unknown' in line for line in log_of(unknown))
+
+
+@in_database
+def test_run_options_override_the_site_defaults(field_target, tmp_path):
+    paths, _ = science_data.small_telescope_frames(tmp_path, 3)
+    products = upload(field_target, paths)
+    with override_settings(TOM_EDUCATION_PHOTOMETRY={'aperture_fwhm': 1.0}):
+        site = run_here(PHOTOMETRY, field_target, products)
+        fixed = run_here(PHOTOMETRY, field_target, products, options={'aperture_radius': 7.0, 'limit_snr': 100})
+    site_rows, fixed_rows = table_of(site), table_of(fixed)
+    assert np.allclose(column(site_rows, 'aperture'), column(site_rows, 'fwhm'), rtol=1e-3)
+    assert {row['aperture'] for row in fixed_rows} == {'7.000'}
+    assert all(row['mag'] == '' and row['limit'] != '' for row in fixed_rows)  # S/N ~50 is below 100
+
+
+@in_database
+def test_library_warnings_are_summarised_once_not_per_frame(field_target, tmp_path):
+    # a date three centuries ahead makes ERFA warn ("dubious year") on every time conversion of every frame
+    late = {'SITELAT': 31.68, 'SITELONG': -110.88, 'DATE-OBS': '2400-03-01T02:00:00'}
+    paths, _ = science_data.small_telescope_frames(tmp_path, 4, extra_header=late)
+    process = run_here(PHOTOMETRY, field_target, upload(field_target, paths))
+    assert process.state == ASYNC_STATUS_CREATED, process.failure_message
+    summaries = [line for line in log_of(process) if line.startswith('Library warning')]
+    assert summaries and len(summaries) <= 5, summaries
+    assert any('ErfaWarning' in line and 'dubious year' in line for line in summaries), summaries
+    assert not any('dubious' in line for line in log_of(process) if not line.startswith('Library warning'))

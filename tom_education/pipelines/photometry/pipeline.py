@@ -96,31 +96,33 @@ class AperturePhotometryPipeline(PipelineProcess):
         recentre_flag, differential = params.get('recentre', True), params.get('differential', False)
         user_list = self._user_comparisons(params.get('comparison_stars') or '', differential)
         products = list(self.input_files.all())
-        with self.update_status(f'Reading the headers of {len(products)} frames'):
-            frames = read_frames(self, products)
-            self.log(f'Measuring {describe_span(frames)}')
-
-        with self.update_status(f'Measuring the target in {len(frames)} frames'), \
-                warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always')
-            points, comparison_sky = self._measure_frames(frames, config, recentre_flag, differential, user_list)
-        self._summarise_warnings(caught)
-        if not points:
-            raise AsyncError(
-                f'None of the {len(frames)} frames could be measured: each lacks a celestial WCS or has the target '
-                f'(RA {self.target.ra:.5f}, Dec {self.target.dec:.5f}) off the chip. See the log for each frame.'
-            )
-
-        with self.update_status('Writing the light curve'):
-            rows = self._rows(points, config, differential, comparison_sky)
-            table = tmpdir / f'{self.short_name}_light_curve.csv'
-            write_csv(table, rows, CSV_COLUMNS + (DIFFERENTIAL_COLUMNS if differential else []))
-            plot = tmpdir / f'{self.short_name}_light_curve.png'
-            kind = 'differential' if differential else 'instrumental'
-            plot_light_curve(rows, plot, title=f'{self.target.name}: {kind} magnitude', differential=differential)
-            limits = sum(row['mag'] == '' and row['limit'] != '' for row in rows)
-            self.log(f'Light curve of {len(rows)} points written'
-                     + (f' ({limits} of them upper limits, S/N < {config["limit_snr"]:g})' if limits else ''))
+            try:
+                with self.update_status(f'Reading the headers of {len(products)} frames'):
+                    frames = read_frames(self, products)
+                    self.log(f'Measuring {describe_span(frames)}')
+                with self.update_status(f'Measuring the target in {len(frames)} frames'):
+                    points, comparison_sky = self._measure_frames(frames, config, recentre_flag, differential,
+                                                                  user_list)
+                if not points:
+                    raise AsyncError(
+                        f'None of the {len(frames)} frames could be measured: each lacks a celestial WCS or has the '
+                        f'target (RA {self.target.ra:.5f}, Dec {self.target.dec:.5f}) off the chip. See the log for '
+                        'each frame.'
+                    )
+                with self.update_status('Writing the light curve'):
+                    rows = self._rows(points, config, differential, comparison_sky)
+            finally:
+                self._summarise_warnings(caught)
+        table = tmpdir / f'{self.short_name}_light_curve.csv'
+        write_csv(table, rows, CSV_COLUMNS + (DIFFERENTIAL_COLUMNS if differential else []))
+        plot = tmpdir / f'{self.short_name}_light_curve.png'
+        kind = 'differential' if differential else 'instrumental'
+        plot_light_curve(rows, plot, title=f'{self.target.name}: {kind} magnitude', differential=differential)
+        limits = sum(row['mag'] == '' and row['limit'] != '' for row in rows)
+        self.log(f'Light curve of {len(rows)} points written'
+                 + (f' ({limits} of them upper limits, S/N < {config["limit_snr"]:g})' if limits else ''))
         return [
             PipelineOutput(table, ReducedDatum, 'photometry'),
             PipelineOutput(table, DataProduct),
