@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tom_education.pipelines.photometry.seeing import FWHM_PER_SIGMA
+from tom_education.pipelines.photometry.seeing import FWHM_PER_SIGMA, smoothed_noise
 
 
 @dataclass(frozen=True)
@@ -76,12 +76,11 @@ def recentre(data: np.ndarray, x: float, y: float, *, fwhm: float, max_shift: fl
     """The star's centre near the WCS position ``(x, y)``, or the WCS position with the reason it was kept.
 
     Accepted only when the smoothed peak is ``threshold`` times its noise (``noise`` is the
-    per-pixel sky noise; smoothing divides it by ``2 sigma sqrt(pi)``), the windowed centroid
+    per-pixel sky noise, see :func:`~.seeing.smoothed_noise`), the windowed centroid
     converges, and the final shift is at most ``max_shift`` pixels.
     """
-    smoothed_noise = noise / (2.0 * (fwhm / FWHM_PER_SIGMA) * math.sqrt(math.pi))
     peak_x, peak_y, peak = brightest_point(data, x, y, max_shift, fwhm, sky)
-    significance = peak / smoothed_noise
+    significance = peak / smoothed_noise(noise, fwhm)
     if not significance >= threshold:
         return Centre(x, y, 'wcs', f'no star detected within {max_shift:g} px '
                                    f'(peak {significance:.1f} sigma < {threshold:g})')

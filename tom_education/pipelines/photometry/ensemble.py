@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tom_education.pipelines.photometry.apertures import aperture_inside
+from tom_education.pipelines.photometry.noise import MAG_PER_RELATIVE_ERROR
 from tom_education.pipelines.photometry.seeing import Stars
 
 #: A comparison star whose differential curve scatters more than this many times its errors is dropped.
@@ -128,4 +129,4 @@ def differential_magnitude(flux: float, flux_err: float, ensemble: float,
     if not (flux > 0 and ensemble > 0):
         return math.nan, math.nan
     relative = math.hypot(flux_err / flux, ensemble_err / ensemble)
-    return -2.5 * math.log10(flux / ensemble), 2.5 / math.log(10) * relative
+    return -2.5 * math.log10(flux / ensemble), MAG_PER_RELATIVE_ERROR * relative

@@ -26,7 +26,7 @@ from tom_education.pipelines.photometry.centring import Centre, brightest_point,
 from tom_education.pipelines.photometry.config import OPTIONS, photometry_settings, radii
 from tom_education.pipelines.photometry.noise import limiting_magnitude, magnitude
 from tom_education.pipelines.photometry.output import CSV_COLUMNS, DIFFERENTIAL_COLUMNS, plot_light_curve, write_csv
-from tom_education.pipelines.photometry.seeing import FWHM_PER_SIGMA, find_stars, frame_sky, measure_fwhm
+from tom_education.pipelines.photometry.seeing import find_stars, frame_sky, measure_fwhm, smoothed_noise
 
 GAIN_KEYS = ('GAIN', 'EGAIN', 'CCDGAIN')
 READ_NOISE_KEYS = ('RDNOISE', 'READNOIS', 'RON', 'READNOISE', 'RDNOIS')
@@ -227,8 +227,7 @@ class AperturePhotometryPipeline(PipelineProcess):
         """Sky positions of the ensemble, found once, so every frame measures the same stars."""
         _, _, outer = radii(config, fwhm)
         stars = find_stars(data, fwhm, config['detection_sigma'], border=int(outer) + 1)
-        smoothed_noise = noise / (2.0 * fwhm / FWHM_PER_SIGMA * math.sqrt(math.pi))
-        target_peak = brightest_point(data, centre.x, centre.y, 1.0, fwhm, sky)[2] / smoothed_noise
+        target_peak = brightest_point(data, centre.x, centre.y, 1.0, fwhm, sky)[2] / smoothed_noise(noise, fwhm)
         saturation = header_number(frame.header, *SATURATION_KEYS) or _flat_top(data)
         chosen = ensemble.choose_comparisons(stars, data.shape, (centre.x, centre.y),
                                              target_significance=target_peak, count=config['comparison_count'],

@@ -30,6 +30,15 @@ class Stars:
     significance: np.ndarray  # smoothed peak / its noise
 
 
+def smoothed_noise(noise: float, fwhm: float) -> float:
+    """Noise of a frame smoothed by a Gaussian of ``fwhm``, from its per-pixel ``noise``.
+
+    The sum of the squared weights of a normalised Gaussian kernel of width s is 1 / (4 pi s^2),
+    so smoothing divides white noise by ``2 s sqrt(pi)``.
+    """
+    return noise / (2.0 * (fwhm / FWHM_PER_SIGMA) * math.sqrt(math.pi))
+
+
 def frame_sky(data: np.ndarray) -> tuple[float, float]:
     """Sky level and per-pixel noise of a whole frame (or cutout), from a strided sample of its pixels."""
     step = max(1, math.ceil(math.sqrt(data.size / NOISE_SAMPLE)))
@@ -42,7 +51,7 @@ def find_stars(data: np.ndarray, fwhm: float, threshold: float, *, border: int =
     """Local maxima of the frame smoothed by a Gaussian of ``fwhm``, ``threshold`` sigmas above the sky.
 
     The smoothing is the matched filter for a star; the noise of the smoothed image follows from
-    the pixel noise (a Gaussian kernel of width s divides it by ``2 s sqrt(pi)``). ``border``
+    the pixel noise (:func:`smoothed_noise`). ``border``
     pixels at each edge are ignored; ``sky`` is the ``(level, noise)`` of :func:`frame_sky` when
     the caller has it already.
     """
@@ -52,15 +61,15 @@ def find_stars(data: np.ndarray, fwhm: float, threshold: float, *, border: int =
     sigma = fwhm / FWHM_PER_SIGMA
     clean = np.where(np.isfinite(data), data, level) - level
     smoothed = gaussian_filter(clean, sigma, mode='nearest')
-    smoothed_noise = noise / (2.0 * sigma * math.sqrt(math.pi))
+    noise_after = smoothed_noise(noise, fwhm)
     size = 2 * int(math.ceil(fwhm)) + 1
-    maxima = (smoothed == maximum_filter(smoothed, size=size, mode='nearest')) & (smoothed > threshold * smoothed_noise)
+    maxima = (smoothed == maximum_filter(smoothed, size=size, mode='nearest')) & (smoothed > threshold * noise_after)
     if border:
         maxima[:border], maxima[-border:], maxima[:, :border], maxima[:, -border:] = False, False, False, False
     rows, columns = np.nonzero(maxima)
     peaks = np.array([np.nanmax(data[max(row - 1, 0):row + 2, max(column - 1, 0):column + 2])
                       for row, column in zip(rows, columns, strict=True)], dtype=float).reshape(-1)
-    return Stars(columns.astype(float), rows.astype(float), peaks, smoothed[rows, columns] / smoothed_noise)
+    return Stars(columns.astype(float), rows.astype(float), peaks, smoothed[rows, columns] / noise_after)
 
 
 def _gaussian(coordinates: tuple[np.ndarray, np.ndarray], amplitude: float, x0: float, y0: float, sigma: float,
