@@ -158,6 +158,24 @@ def test_a_variable_comparison_star_is_rejected_and_named_in_the_log(field_targe
 
 
 @in_database
+def test_a_comparison_star_of_another_colour_is_kept_in_four_filters(field_target, tmp_path):
+    """In B, V, R and I a red comparison star is brighter relative to the others in R and I: colour, not variability."""
+    count, bands = 16, ('B', 'V', 'R', 'I')
+    colour = {'B': 0.6, 'V': 0.8, 'R': 1.2, 'I': 1.5}
+    factors = np.ones((count, 1 + len(science_data.FIELD_STARS)))
+    factors[:, 2] = [colour[bands[index % 4]] for index in range(count)]
+    paths, _ = science_data.small_telescope_frames(tmp_path, count, star_factors=factors, filters=bands)
+    process = run_here(PHOTOMETRY, field_target, upload(field_target, paths), {'differential': True})
+    assert process.state == ASYNC_STATUS_CREATED, process.failure_message
+    assert not [line for line in log_of(process) if line.startswith('Ensemble: rejected')]
+    rows = table_of(process)
+    for band in bands:
+        mags = np.array([float(row['mag']) for row in rows if row['filter'] == band])
+        errors = np.array([float(row['mag_err']) for row in rows if row['filter'] == band])
+        assert np.std(mags) < 2 * np.median(errors), (band, mags, errors)
+
+
+@in_database
 def test_a_comparison_list_is_used_and_a_bad_one_fails_naming_the_line(field_target, tmp_path):
     paths, truth = science_data.small_telescope_frames(tmp_path, 4)
     products = upload(field_target, paths)

@@ -85,14 +85,18 @@ class EnsembleChoice:
     rejected: list[str]
 
 
-def reject_comparisons(flux: np.ndarray, error: np.ndarray, labels: list[str]) -> EnsembleChoice:
+def reject_comparisons(flux: np.ndarray, error: np.ndarray, labels: list[str],
+                       bands: list[str] | None = None) -> EnsembleChoice:
     """Drop comparison stars missing in any frame, then, one at a time, the one scattering most beyond its errors.
 
     ``flux`` and ``error`` are frames x stars. Each star's flux is divided by the sum of the other
-    kept stars and normalised to its median; its scatter is compared with its median relative
-    error. The worst star above :data:`REJECT_RATIO` goes, and the rest are measured again.
+    kept stars and normalised to its median in each band (``bands``, one per frame: a star
+    redder than the others is brighter relative to them in R than in B, which is colour, not
+    variability); its scatter is compared with its median relative error. The worst star above
+    :data:`REJECT_RATIO` goes, and the rest are measured again.
     """
     flux, error = np.asarray(flux, dtype=float), np.asarray(error, dtype=float)
+    band_of_frame = np.asarray(bands if bands is not None else [''] * flux.shape[0])
     used = np.ones(flux.shape[1], dtype=bool)
     rejected = []
     for star in range(flux.shape[1]):
@@ -106,7 +110,9 @@ def reject_comparisons(flux: np.ndarray, error: np.ndarray, labels: list[str]) -
             others = used.copy()
             others[star] = False
             relative = flux[:, star] / flux[:, others].sum(axis=1)
-            relative /= np.median(relative)
+            for band in np.unique(band_of_frame):
+                in_band = band_of_frame == band
+                relative[in_band] /= np.median(relative[in_band])
             expected = float(np.median(error[:, star] / flux[:, star]))
             ratios[star] = (float(np.std(relative)), float(np.std(relative)) / max(expected, 1e-12))
         worst = max(ratios, key=lambda star: ratios[star][1])

@@ -270,7 +270,8 @@ class AperturePhotometryPipeline(PipelineProcess):
         if differential:
             labels = [f'comparison star at RA {star_ra:.5f} Dec {star_dec:.5f}' for star_ra, star_dec in comparison_sky]
             choice = ensemble.reject_comparisons(np.array([point.comparison_flux for point in points]),
-                                                 np.array([point.comparison_err for point in points]), labels)
+                                                 np.array([point.comparison_err for point in points]), labels,
+                                                 [_band(point.frame) for point in points])
             for line in choice.rejected:
                 self.log(f'Ensemble: rejected {line}')
             used = choice.used
@@ -291,7 +292,7 @@ class AperturePhotometryPipeline(PipelineProcess):
             row: dict[str, Any] = {
                 'time': middle.utc.isot,
                 'mjd_utc': f'{middle.utc.mjd:.8f}',
-                'filter': str(header.get('FILTER', '')).strip() or 'unknown',
+                'filter': _band(point.frame),
                 'snr': f'{snr:.2f}',
                 'flux': f'{point.flux:.3f}',
                 'flux_err': f'{point.flux_err:.3f}',
@@ -327,6 +328,11 @@ class AperturePhotometryPipeline(PipelineProcess):
                 row['mag'], row['mag_err'] = f'{mag:.5f}', f'{mag_err:.5f}'
             rows.append(row)
         return rows
+
+
+def _band(frame: FrameInfo) -> str:
+    """The frame's filter, from ``FILTER``; ``unknown`` without it."""
+    return str(frame.header.get('FILTER', '')).strip() or 'unknown'
 
 
 def _error_model_note(gain: float | None, read_noise: float | None, used_gain: float | None) -> str:
