@@ -1,0 +1,40 @@
+"""A caption drawn into each movie frame: when it was taken and through which filter.
+
+A movie without captions cannot be read on its own: a gap in the night, a change of filter or a
+repeated frame looks like a change of the sky. The text goes in a dark band along the bottom, in
+Pillow's built-in font, so it needs no font on the system.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+#: Grey level of the band behind the text, and of the text.
+BAND, INK = 0, 255
+
+
+def caption_text(isot: str, filter_name: str | None) -> str:
+    """``'2026-01-01 00:20:00 UTC  filter V'`` from an ISO time (UTC) and the frame's filter, if known."""
+    stamp = f'{isot[:10]} {isot[11:19]} UTC'
+    return f'{stamp}  filter {filter_name}' if filter_name else stamp
+
+
+def caption_height(rows: int) -> int:
+    """Height in pixels of the caption band of a movie ``rows`` high: readable, yet a small part of the frame."""
+    return max(10, round(rows / 20))
+
+
+def draw_caption(frame: np.ndarray, text: str) -> np.ndarray:
+    """``frame`` (8-bit grey, row 0 at the top) with ``text`` in a band along its bottom edge."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    rows, columns = frame.shape
+    band = caption_height(rows)
+    image = Image.fromarray(frame, mode='L')
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=max(8, band - 3))
+    # shrink the font until the text fits the width (a narrow movie, a long filter name)
+    while font.size > 6 and draw.textlength(text, font=font) > columns - 4:
+        font = ImageFont.load_default(size=font.size - 1)
+    draw.rectangle((0, rows - band, columns, rows), fill=BAND)
+    draw.text((2, rows - band / 2), text, fill=INK, font=font, anchor='lm')
+    return np.asarray(image)

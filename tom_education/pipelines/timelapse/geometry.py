@@ -1,0 +1,137 @@
+"""Where each frame's pixels go on the movie: one reference grid, one way of resampling for every frame.
+
+Every frame is area-averaged by the same factor (the grid's pixels per movie pixel) before it is
+placed, whichever way it is placed: a frame that only drifted by whole pixels is cut out and
+averaged; any other (a sub-pixel drift, a rotation, another camera) is averaged in its own pixels
+first and then interpolated at the movie's pixel centres through both WCSs. So no frame is
+point-sampled while another is averaged, and all frames of a movie keep the same noise and the same
+sharpness.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from tom_education.pipelines.fitsio import FrameInfo
+
+#: A frame whose WCS matches the reference after a whole-pixel shift to within this many pixels is not resampled.
+TRANSLATION_TOLERANCE = 0.1
+#: Movie sides are multiples of this: H.264 and VP9 encode in 16-pixel blocks.
+BLOCK = 16
+
+
+class Grid:
+    """The reference pixel grid every frame is placed on, and the movie frame it is shown as."""
+
+    def __init__(self, shape: tuple[int, int], wcs: Any | None, size: int) -> None:
+        self.shape = shape
+        self.wcs = wcs
+        self.out_shape = movie_shape(shape, size)
+
+    def place(self, data: np.ndarray, frame: FrameInfo) -> tuple[np.ndarray, str]:
+        """The frame's pixels on this grid, at movie resolution, and how they got there (for the log)."""
+        if self.wcs is None or frame.wcs is None:
+            reason = 'the first frame has no WCS to align on' if self.wcs is None else 'it has no WCS'
+            return resize(data, self.out_shape), f'shown as it is ({reason})'
+        offset = translation(self.wcs, frame.wcs, self.shape)
+        if offset == (0, 0) and data.shape == self.shape:
+            return resize(data, self.out_shape), 'aligned'
+        if offset is not None:
+            dx, dy = offset
+            return resize(shifted_window(data, dx, dy, self.shape), self.out_shape), (
+                'aligned' if (dx, dy) == (0, 0) else f'aligned by a shift of ({dx}, {dy}) pixels'
+            )
+        return resample(data, frame.wcs, self.wcs, self.shape, self.out_shape), 'resampled onto the reference WCS'
+
+
+def movie_shape(shape: tuple[int, int], size: int) -> tuple[int, int]:
+    """Rows and columns of the movie: longest side ``size``, the aspect kept, both multiples of 16."""
+    scale = size / max(shape)
+    return tuple(max(BLOCK, int(round(side * scale / BLOCK)) * BLOCK) for side in shape)  # type: ignore[return-value]
+
+
+def translation(reference: Any, other: Any, shape: tuple[int, int]) -> tuple[int, int] | None:
+    """Whole-pixel shift ``(dx, dy)`` from reference pixels to ``other``'s, or ``None`` if it is not a pure shift.
+
+    Corners and centre of the grid go to the sky through the reference WCS and back through the
+    other; if every point moves by the same whole number of pixels, the other frame can be cut
+    out without interpolation.
+    """
+    rows, columns = shape
+    xs = np.array([0, columns - 1, 0, columns - 1, (columns - 1) / 2])
+    ys = np.array([0, 0, rows - 1, rows - 1, (rows - 1) / 2])
+    with np.errstate(all='ignore'):
+        world = reference.pixel_to_world_values(xs, ys)
+        other_x, other_y = other.world_to_pixel_values(*world)
+    shift_x, shift_y = np.asarray(other_x) - xs, np.asarray(other_y) - ys
+    if not (np.isfinite(shift_x).all() and np.isfinite(shift_y).all()):
+        return None
+    dx, dy = int(round(float(shift_x.mean()))), int(round(float(shift_y.mean())))
+    if max(np.abs(shift_x - dx).max(), np.abs(shift_y - dy).max()) > TRANSLATION_TOLERANCE:
+        return None
+    return dx, dy
+
+
+def shifted_window(data: np.ndarray, dx: int, dy: int, shape: tuple[int, int]) -> np.ndarray:
+    """``data[dy:dy+rows, dx:dx+columns]``, with NaN where that window leaves the frame."""
+    rows, columns = shape
+    window = np.full(shape, np.nan)
+    top, left = max(dy, 0), max(dx, 0)
+    bottom, right = min(dy + rows, data.shape[0]), min(dx + columns, data.shape[1])
+    if bottom > top and right > left:
+        window[top - dy:bottom - dy, left - dx:right - dx] = data[top:bottom, left:right]
+    return window
+
+
+def resample(data: np.ndarray, frame_wcs: Any, grid_wcs: Any, grid_shape: tuple[int, int],
+             out_shape: tuple[int, int]) -> np.ndarray:
+    """The frame interpolated onto the grid at movie resolution (NaN outside the frame).
+
+    The frame is first area-averaged by the grid's pixels per movie pixel, exactly as :func:`resize`
+    averages an aligned frame, and only then interpolated: point-sampling the full-resolution
+    frame would give this frame the noise of single pixels while the aligned frames show the
+    noise of averages, and the movie would flicker between the two.
+    """
+    from scipy.ndimage import map_coordinates
+
+    rows, columns = grid_shape
+    out_rows, out_columns = out_shape
+    rows_in, columns_in = data.shape
+    factor_y, factor_x = max(rows / out_rows, 1.0), max(columns / out_columns, 1.0)
+    averaged = resize(data, (max(1, round(rows_in / factor_y)), max(1, round(columns_in / factor_x))))
+    # the averaged frame's pixel j covers frame pixels [j, j + 1) x (frame side / averaged side)
+    step_y, step_x = rows_in / averaged.shape[0], columns_in / averaged.shape[1]
+    # centres of the movie's pixels, in grid pixel coordinates
+    grid_x = (np.arange(out_columns) + 0.5) * columns / out_columns - 0.5
+    grid_y = (np.arange(out_rows) + 0.5) * rows / out_rows - 0.5
+    mesh_x, mesh_y = np.meshgrid(grid_x, grid_y)
+    with np.errstate(all='ignore'):
+        frame_x, frame_y = frame_wcs.world_to_pixel_values(*grid_wcs.pixel_to_world_values(mesh_x, mesh_y))
+    frame_x, frame_y = np.asarray(frame_x, dtype=float), np.asarray(frame_y, dtype=float)
+    # a pixel covers +-0.5 around its centre: points out to the frame's outer edge are on it (the
+    # half pixel beyond the outermost centres takes that pixel's value), further ones are not
+    outside = ~((frame_x >= -0.5) & (frame_x <= columns_in - 0.5) & (frame_y >= -0.5) & (frame_y <= rows_in - 0.5))
+    small_y = (np.nan_to_num(frame_y) + 0.5) / step_y - 0.5
+    small_x = (np.nan_to_num(frame_x) + 0.5) / step_x - 0.5
+    coordinates = np.array([np.clip(small_y, 0, averaged.shape[0] - 1), np.clip(small_x, 0, averaged.shape[1] - 1)])
+    sampled = map_coordinates(averaged, coordinates, order=1, mode='nearest')
+    sampled[outside] = np.nan
+    return sampled
+
+
+def resize(data: np.ndarray, out_shape: tuple[int, int]) -> np.ndarray:
+    """Resize a float image (NaN kept as NaN) with area averaging down and bilinear interpolation up."""
+    from PIL import Image
+
+    if data.shape == out_shape:
+        return data
+    invalid = ~np.isfinite(data)
+    image = Image.fromarray(np.where(invalid, 0.0, data).astype(np.float32), mode='F')
+    method = Image.Resampling.BOX if out_shape[0] < data.shape[0] else Image.Resampling.BILINEAR
+    resized = np.asarray(image.resize((out_shape[1], out_shape[0]), method), dtype=float)
+    if invalid.any():
+        mask = Image.fromarray(invalid.astype(np.float32), mode='F').resize((out_shape[1], out_shape[0]), method)
+        resized[np.asarray(mask) > 0.5] = np.nan
+    return resized
