@@ -6,6 +6,9 @@ Pillow's built-in font, so it needs no font on the system.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+from typing import Any
+
 import numpy as np
 
 #: Grey level of the band behind the text, and of the text.
@@ -25,16 +28,25 @@ def caption_height(rows: int) -> int:
 
 def draw_caption(frame: np.ndarray, text: str) -> np.ndarray:
     """``frame`` (8-bit grey, row 0 at the top) with ``text`` in a band along its bottom edge."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     rows, columns = frame.shape
     band = caption_height(rows)
     image = Image.fromarray(frame, mode='L')
     draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=max(8, band - 3))
+    size = max(8, band - 3)
     # shrink the font until the text fits the width (a narrow movie, a long filter name)
-    while font.size > 6 and draw.textlength(text, font=font) > columns - 4:
-        font = ImageFont.load_default(size=font.size - 1)
+    while size > 6 and draw.textlength(text, font=_font(size)) > columns - 4:
+        size -= 1
+    font = _font(size)
     draw.rectangle((0, rows - band, columns, rows), fill=BAND)
     draw.text((2, rows - band / 2), text, fill=INK, font=font, anchor='lm')
     return np.asarray(image)
+
+
+@lru_cache(maxsize=16)
+def _font(size: int) -> Any:
+    """Pillow's built-in font at ``size`` pixels, loaded once per size rather than once per frame."""
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=size)

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from tom_education.pipelines.timelapse.caption import draw_caption
+from tom_education.pipelines.timelapse.display import DisplayScale
 from tom_education.pipelines.timelapse.geometry import BLOCK
 
 #: Movie formats and the ffmpeg codec of each (GIF is written by Pillow).
@@ -21,6 +23,16 @@ def available_formats() -> tuple[str, ...]:
     """
     video = importlib.util.find_spec('imageio') is not None and importlib.util.find_spec('imageio_ffmpeg') is not None
     return tuple(fmt for fmt in CODECS if fmt == 'gif' or video)
+
+
+def movie_frame(placed: np.ndarray, scale: DisplayScale, caption: str = '') -> np.ndarray:
+    """A placed frame as the movie shows it: 8-bit grey, north up, with its caption if one is given.
+
+    FITS row 0 is the bottom of the image (north up, east left for a standard WCS); movie row 0 is
+    the top, so the rows are turned over before the caption is drawn.
+    """
+    image = np.ascontiguousarray(scale.to_bytes(placed)[::-1])
+    return draw_caption(image, caption) if caption else image
 
 
 class MovieWriter:

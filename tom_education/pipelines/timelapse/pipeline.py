@@ -20,10 +20,10 @@ from tom_education.pipelines.fitsio import (
     read_frames,
     read_pixels,
 )
-from tom_education.pipelines.timelapse.caption import caption_text, draw_caption
+from tom_education.pipelines.timelapse.caption import caption_text
 from tom_education.pipelines.timelapse.display import STRETCHES, DisplayScale, display_scale
 from tom_education.pipelines.timelapse.geometry import BLOCK, Grid
-from tom_education.pipelines.timelapse.movie import CODECS, MovieWriter, available_formats
+from tom_education.pipelines.timelapse.movie import CODECS, MovieWriter, available_formats, movie_frame
 
 #: Defaults of the ``TOM_EDUCATION_TIMELAPSE`` setting: the site's defaults of the options left empty.
 DEFAULTS: dict[str, Any] = {
@@ -207,11 +207,8 @@ class TimelapsePipeline(PipelineProcess):
             if scale is None:
                 scale = display_scale(placed, config['stretch'])
                 self.log(f'Display scale from {frame.name}: {scale.how}')
-            # FITS row 0 is the bottom of the image (north up, east left for a standard WCS), movie row 0 the top
-            image = np.ascontiguousarray(scale.to_bytes(placed)[::-1])
-            if params.get('caption', True):
-                image = draw_caption(image, caption_text(frame.isot, filter_name(frame.header)))
-            writer.append(image)
+            caption = caption_text(frame.isot, filter_name(frame.header)) if params.get('caption', True) else ''
+            writer.append(movie_frame(placed, scale, caption))
             self.log(f'[{number}/{total}] {frame.name} ({frame.isot}): {how}')
             self.progress(number, total, frame.name)
         assert grid is not None  # the group has at least one frame
