@@ -132,7 +132,7 @@ class TimelapsePipeline(PipelineProcess):
                 'long_name': 'Frames per second',
                 'help': 'Empty: the site\'s default (10 unless TOM_EDUCATION_TIMELAPSE says otherwise).'},
         'size': {'type': 'int', 'default': None, 'min': 64, 'max': 2048, 'required': False,
-                 'long_name': 'Movie width (px, longest side)',
+                 'long_name': 'Movie size (px, longest side)',
                  'help': 'Rounded to a multiple of 16. Empty: the site\'s default (512 unless '
                          'TOM_EDUCATION_TIMELAPSE says otherwise).'},
         'stretch': {'type': 'choice', 'choices': list(STRETCHES), 'default': '', 'required': False,
