@@ -22,6 +22,7 @@ from tests.conftest import make_product, wait_final
 from tom_education import runner, services
 from tom_education.models import ASYNC_STATUS_CREATED, ASYNC_STATUS_FAILED
 from tom_education.pipelines.fitsio import read_frame_info
+from tom_education.pipelines.timelapse import geometry
 from tom_education.pipelines.timelapse.caption import caption_height, caption_text, draw_caption
 from tom_education.pipelines.timelapse.display import display_scale
 
@@ -119,6 +120,32 @@ def test_every_frame_is_resampled_alike(target, tmp_path):
     def noise(frame):
         return np.median(np.abs(frame - np.median(frame)))
     assert 0.7 < noise(three) / noise(one) < 1.3, (noise(one), noise(three))
+
+
+def _sip_wcs(crpix1: float, rotation_deg: float, a_2_0: float):
+    """A plate solution like astrometry.net's: TAN with a second-order SIP distortion, slightly rotated."""
+    from astropy.wcs import WCS
+
+    angle, scale = np.radians(rotation_deg), 2.8e-4
+    header = fits.Header({
+        'NAXIS': 2, 'NAXIS1': 1024, 'NAXIS2': 1024, 'CTYPE1': 'RA---TAN-SIP', 'CTYPE2': 'DEC--TAN-SIP',
+        'CRVAL1': 83.8, 'CRVAL2': -5.4, 'CRPIX1': crpix1, 'CRPIX2': 515.2,
+        'CD1_1': -scale * np.cos(angle), 'CD1_2': scale * np.sin(angle),
+        'CD2_1': scale * np.sin(angle), 'CD2_2': scale * np.cos(angle),
+        'A_ORDER': 2, 'B_ORDER': 2, 'A_2_0': a_2_0, 'A_0_2': -1e-6, 'A_1_1': 3e-7,
+        'B_2_0': 1e-6, 'B_0_2': 2e-6, 'B_1_1': -4e-7,
+    })
+    return WCS(header).celestial
+
+
+def test_the_sparse_mapping_between_two_plate_solutions_is_that_through_the_sky():
+    reference, other = _sip_wcs(510.3, 0.0, 2e-6), _sip_wcs(510.67, 0.4, 2.5e-6)
+    grid_x = (np.arange(256) + 0.5) * 4 - 0.5
+    grid_y = (np.arange(200) + 0.5) * 4 - 0.5
+    x, y = geometry.pixel_mapping(reference, other, grid_x, grid_y)
+    true_x, true_y = other.world_to_pixel_values(*reference.pixel_to_world_values(*np.meshgrid(grid_x, grid_y)))
+    assert x.shape == (200, 256)
+    assert np.abs(x - true_x).max() < 1e-3 and np.abs(y - true_y).max() < 1e-3
 
 
 # --- 3. frames grouped by filter ----------------------------------------------------------------
