@@ -122,6 +122,20 @@ def test_every_frame_is_resampled_alike(target, tmp_path):
     assert 0.7 < noise(three) / noise(one) < 1.3, (noise(one), noise(three))
 
 
+def test_a_frame_of_another_pixel_scale_is_averaged_over_the_same_area_of_sky():
+    from demo.frames import build_wcs
+
+    noise = np.random.default_rng(3).normal(0.0, 10.0, (256, 256))
+    binned = noise.reshape(128, 2, 128, 2).mean(axis=(1, 3))  # a camera with pixels twice as large
+    reference, coarse = build_wcs(256, 83.8, -5.4), build_wcs(128, 83.8, -5.4)
+    coarse.wcs.cdelt = 2 * coarse.wcs.cdelt
+    aligned = geometry.resize(noise, (64, 64))
+    resampled = geometry.resample(binned, coarse, reference, (256, 256), (64, 64))
+    # both average the 4 x 4 reference pixels under each movie pixel: the same noise, the same picture
+    assert 0.85 < resampled.std() / aligned.std() < 1.15, (aligned.std(), resampled.std())
+    assert np.corrcoef(aligned.ravel(), resampled.ravel())[0, 1] > 0.95
+
+
 def _sip_wcs(crpix1: float, rotation_deg: float, a_2_0: float):
     """A plate solution like astrometry.net's: TAN with a second-order SIP distortion, slightly rotated."""
     from astropy.wcs import WCS

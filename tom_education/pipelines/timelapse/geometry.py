@@ -101,14 +101,16 @@ def resample(data: np.ndarray, frame_wcs: Any, grid_wcs: Any, grid_shape: tuple[
     rows, columns = grid_shape
     out_rows, out_columns = out_shape
     rows_in, columns_in = data.shape
-    factor_y, factor_x = max(rows / out_rows, 1.0), max(columns / out_columns, 1.0)
-    averaged = resize(data, (max(1, round(rows_in / factor_y)), max(1, round(columns_in / factor_x))))
-    # the averaged frame's pixel j covers frame pixels [j, j + 1) x (frame side / averaged side)
-    step_y, step_x = rows_in / averaged.shape[0], columns_in / averaged.shape[1]
-    # centres of the movie's pixels, in grid pixel coordinates
+    # centres of the movie's pixels, in grid pixel coordinates, and where they fall on the frame
     grid_x = (np.arange(out_columns) + 0.5) * columns / out_columns - 0.5
     grid_y = (np.arange(out_rows) + 0.5) * rows / out_rows - 0.5
     frame_x, frame_y = pixel_mapping(grid_wcs, frame_wcs, grid_x, grid_y)
+    # a movie pixel spans this many frame pixels (the grid's pixels per movie pixel, times the ratio of
+    # the pixel scales when the frame comes from another camera): average over that, as for the others
+    factor = max(1.0, float(np.sqrt(_median_step(frame_x, frame_y, axis=0) * _median_step(frame_x, frame_y, axis=1))))
+    averaged = resize(data, (max(1, round(rows_in / factor)), max(1, round(columns_in / factor))))
+    # the averaged frame's pixel j covers frame pixels [j, j + 1) x (frame side / averaged side)
+    step_y, step_x = rows_in / averaged.shape[0], columns_in / averaged.shape[1]
     # a pixel covers +-0.5 around its centre: points out to the frame's outer edge are on it (the
     # half pixel beyond the outermost centres takes that pixel's value), further ones are not
     outside = ~((frame_x >= -0.5) & (frame_x <= columns_in - 0.5) & (frame_y >= -0.5) & (frame_y <= rows_in - 0.5))
@@ -118,6 +120,13 @@ def resample(data: np.ndarray, frame_wcs: Any, grid_wcs: Any, grid_shape: tuple[
     sampled = map_coordinates(averaged, coordinates, order=1, mode='nearest')
     sampled[outside] = np.nan
     return sampled
+
+
+def _median_step(frame_x: np.ndarray, frame_y: np.ndarray, axis: int) -> float:
+    """Median distance, in frame pixels, between neighbouring movie pixels along ``axis`` (NaN-safe)."""
+    steps = np.hypot(np.diff(frame_x, axis=axis), np.diff(frame_y, axis=axis))
+    steps = steps[np.isfinite(steps)]
+    return float(np.median(steps)) if steps.size else 1.0
 
 
 def pixel_mapping(grid_wcs: Any, frame_wcs: Any, grid_x: np.ndarray,
@@ -159,6 +168,10 @@ def resize(data: np.ndarray, out_shape: tuple[int, int]) -> np.ndarray:
     if data.shape == out_shape:
         return data
     invalid = ~np.isfinite(data)
+    (rows, columns), (out_rows, out_columns) = data.shape, out_shape
+    if rows % out_rows == 0 and columns % out_columns == 0 and not invalid.any():
+        # whole-number factors (2048 to 512 pixels): the box average is a block mean, done in place by numpy
+        return data.reshape(out_rows, rows // out_rows, out_columns, columns // out_columns).mean(axis=(1, 3))
     image = Image.fromarray(np.where(invalid, 0.0, data).astype(np.float32), mode='F')
     method = Image.Resampling.BOX if out_shape[0] < data.shape[0] else Image.Resampling.BILINEAR
     resized = np.asarray(image.resize((out_shape[1], out_shape[0]), method), dtype=float)
