@@ -27,21 +27,24 @@ def caption_height(rows: int) -> int:
 
 
 def draw_caption(frame: np.ndarray, text: str) -> np.ndarray:
-    """``frame`` (8-bit grey, row 0 at the top) with ``text`` in a band along its bottom edge."""
+    """``frame`` (8-bit grey, row 0 at the top) with ``text`` in a band along its bottom edge.
+
+    Only the band is drawn (and the frame copied once): the rest of the frame is left as it is.
+    """
     from PIL import Image, ImageDraw
 
     rows, columns = frame.shape
-    band = caption_height(rows)
-    image = Image.fromarray(frame, mode='L')
-    draw = ImageDraw.Draw(image)
-    size = max(8, band - 3)
+    height = caption_height(rows)
+    band = Image.new('L', (columns, height), BAND)
+    draw = ImageDraw.Draw(band)
+    size = max(8, height - 3)
     # shrink the font until the text fits the width (a narrow movie, a long filter name)
     while size > 6 and draw.textlength(text, font=_font(size)) > columns - 4:
         size -= 1
-    font = _font(size)
-    draw.rectangle((0, rows - band, columns, rows), fill=BAND)
-    draw.text((2, rows - band / 2), text, fill=INK, font=font, anchor='lm')
-    return np.asarray(image)
+    draw.text((2, height / 2), text, fill=INK, font=_font(size), anchor='lm')
+    captioned = frame.copy()
+    captioned[rows - height:] = np.asarray(band)
+    return captioned
 
 
 @lru_cache(maxsize=16)

@@ -19,6 +19,8 @@ STRETCHES = ('zscale', 'percentile', 'asinh')
 PERCENTILES = (0.5, 99.8)
 #: A display range holding fewer distinct data values than this would show as a few flat tones.
 MIN_LEVELS = 8
+#: Pixels looked at first when counting the levels a range holds.
+LEVELS_PROBE = 4096
 #: Percentile, among the pixels brighter than the sky, that the asinh scale ends at: the stars' cores.
 BRIGHT_PERCENTILE = 99.5
 #: The sky sits this fraction of the asinh range above its lower limit: dark grey, never black.
@@ -94,7 +96,9 @@ def levels_within(pixels: np.ndarray, low: float, high: float) -> int:
     if high < low:
         return 0
     inside = pixels[(pixels >= low) & (pixels <= high)]
-    return int(np.unique(inside).size)
+    # continuous data shows its many levels in the first few thousand pixels: no need to sort them all
+    first = int(np.unique(inside[:LEVELS_PROBE]).size)
+    return first if first >= MIN_LEVELS or inside.size <= LEVELS_PROBE else int(np.unique(inside).size)
 
 
 def _sample(image: np.ndarray) -> np.ndarray:
