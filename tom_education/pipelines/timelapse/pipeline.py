@@ -82,7 +82,7 @@ def group_by_filter(frames: list[FrameInfo], chosen: str) -> tuple[list[tuple[st
         if not matching:
             raise AsyncError(f'No frame is in filter "{chosen}"; the frames are in {counts}. Choose one of these '
                              'filters, or leave the filter option empty for one movie per filter.')
-        (name,) = matching[:1]
+        name = matching[0]
         return [(name, groups[name])], (f'Filter "{name}" chosen: {len(groups[name])} of {len(frames)} frames go into '
                                         f'the movie (all frames: {counts})')
     if len(groups) == 1:
