@@ -15,6 +15,7 @@ import os
 import tarfile
 import urllib.request
 import zipfile
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -218,3 +219,45 @@ def small_telescope_frames(folder: Path, count: int, *, target_flux: float = 600
         paths.append(path)
     return paths, {'x': xs[0], 'y': ys[0], 'flux': np.array(fluxes), 'positions': np.column_stack([xs, ys]),
                    'ra_dec': (150.0, 20.0)}
+
+
+def filtered_movie_frames(folder: Path, filters: tuple[str, ...] = ('V',), per_filter: int = 2, *, size: int = 128,
+                           fwhm: float = 6.0, sky: float = 40.0, sky_noise: float = 0.19, quantise: bool = True,
+                           drift: float = 0.0, minutes: float = 3.0, seed: int = 5) -> list[Path]:
+    """Frames like a small telescope's 8-bit camera takes them (issue 12), in time order.
+
+    The filters take turns (B, V, R, I, B, ...) ``minutes`` apart, ``per_filter`` frames each.
+    With ``quantise`` the pixels are whole ADU stored as 8-bit integers, and the sky noise is so
+    small that 99 % of the sky pixels hold one value; the stars (the target at the centre, twelve
+    others) peak 5 to 20 ADU above the sky. No ``GAIN`` keyword. The field drifts by ``drift``
+    pixels per frame along x, and each frame's TAN WCS says so (as a plate solution of each frame
+    would): a drift that is not a whole number of pixels makes the frames need resampling.
+    """
+    from demo.frames import DEFAULT_START, build_wcs
+
+    rng = np.random.default_rng(seed)
+    centre = (size - 1) / 2.0
+    xs = np.append(centre, rng.uniform(0.15 * size, 0.85 * size, 12))
+    ys = np.append(centre, rng.uniform(0.15 * size, 0.85 * size, 12))
+    peaks = np.append(12.0, rng.uniform(5.0, 20.0, 12))
+    sigma = fwhm / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+    grid = np.arange(size, dtype=float)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(per_filter * len(filters)):
+        shift = drift * index
+        profile_x = np.exp(-0.5 * ((grid[None, :] - (xs + shift)[:, None]) / sigma) ** 2)
+        profile_y = np.exp(-0.5 * ((grid[None, :] - ys[:, None]) / sigma) ** 2)
+        image = sky + (profile_y * peaks[:, None]).T @ profile_x + rng.normal(0.0, sky_noise, (size, size))
+        data = np.clip(np.round(image), 0, 255).astype(np.uint8) if quantise else image.astype(np.float32)
+        wcs = build_wcs(size, 83.8221, -5.3911)
+        wcs.wcs.crpix = [wcs.wcs.crpix[0] + shift, wcs.wcs.crpix[1]]
+        header = fits.Header()
+        header.update(wcs.to_header())
+        header['DATE-OBS'] = (DEFAULT_START + timedelta(minutes=minutes * index)).strftime('%Y-%m-%dT%H:%M:%S')
+        header['EXPTIME'] = 60.0
+        header['FILTER'] = filters[index % len(filters)]
+        path = folder / f'small_{index:03d}_{header["FILTER"]}.fits'
+        fits.PrimaryHDU(data=data, header=header).writeto(path, overwrite=True)
+        paths.append(path)
+    return paths
