@@ -6,12 +6,15 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import redis
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
+from django.core.management.base import CommandError
+from django.test import TransactionTestCase
 from guardian.shortcuts import assign_perm
 from tom_dataproducts.models import DataProduct
 from tom_targets.models import Target
@@ -48,6 +51,26 @@ class Worker(WorkerProcess):
                          Path(os.environ['TOM_EDUCATION_VAR_DIR']) / f'worker-{name}.log',
                          cwd=ROOT, concurrency=concurrency)
         self.wait_ready(timeout=90)
+
+
+@pytest.fixture(scope='session', autouse=True)
+def flush_tried_again_after_a_deadlock() -> Iterator[None]:
+    """Transactional tests end with a TRUNCATE of every table. On PostgreSQL a worker still finishing the test's
+    last run (its log lines and its row in one transaction) can deadlock with it, and PostgreSQL cancels the
+    TRUNCATE; by the time it is tried again the worker's transaction has ended."""
+    original = TransactionTestCase._fixture_teardown
+
+    def teardown(self: TransactionTestCase) -> None:
+        for attempt in range(5):
+            try:
+                return original(self)
+            except CommandError as exc:
+                if 'deadlock detected' not in str(exc.__cause__) or attempt == 4:
+                    raise
+                time.sleep(0.5)
+
+    with mock.patch.object(TransactionTestCase, '_fixture_teardown', teardown):
+        yield
 
 
 @pytest.fixture(scope='session', autouse=True)

@@ -23,6 +23,9 @@ MAGNITUDE_ERROR_COLUMNS = ('magnitude_error', 'mag_err', 'mag_error', 'error', '
 FLUX_COLUMNS = ('flux',)
 FLUX_ERROR_COLUMNS = ('flux_error', 'flux_err', 'e_flux', 'error')
 BANDPASS_COLUMNS = ('bandpass', 'filter', 'band')
+#: A row without a magnitude but with a value here is an upper limit (tom_base plots ``limit`` as one).
+LIMIT_COLUMNS = ('limit', 'upper_limit', 'limiting_magnitude')
+EXPOSURE_COLUMNS = ('exposure_time', 'exptime')
 DEFAULT_BANDPASS = 'unknown'
 
 # 2.5 / ln(10): converts a relative flux error into a magnitude error.
@@ -36,9 +39,13 @@ class NotAPhotometryTable(ValueError):
 @dataclass(frozen=True)
 class PhotometryPoint:
     timestamp: datetime
-    magnitude: float
+    magnitude: float | None
     error: float | None
     bandpass: str
+    limit: float | None = None
+    exposure_time: float | None = None
+    telescope: str = ''
+    instrument: str = ''
 
 
 def _first(columns: dict[str, str], candidates: tuple[str, ...] | list[str]) -> str | None:
@@ -86,6 +93,8 @@ def parse(text: str) -> tuple[list[PhotometryPoint], list[str]]:
         )
     error_column = _first(columns, MAGNITUDE_ERROR_COLUMNS if magnitude_column else FLUX_ERROR_COLUMNS)
     bandpass_column = _first(columns, BANDPASS_COLUMNS)
+    limit_column = _first(columns, LIMIT_COLUMNS)
+    exposure_column = _first(columns, EXPOSURE_COLUMNS)
     time_kind = TIME_COLUMNS[time_column.lower()]
     index = {name: position for position, name in enumerate(header)}
 
@@ -102,14 +111,19 @@ def parse(text: str) -> tuple[list[PhotometryPoint], list[str]]:
                 flux = _optional_float(record[flux_column])
                 magnitude = -2.5 * math.log10(flux) if flux and flux > 0 else None
                 error = _MAG_PER_RELATIVE_FLUX * error / flux if (error is not None and magnitude is not None) else None
+            limit = _optional_float(record[limit_column]) if limit_column and magnitude is None else None
+            exposure_time = _optional_float(record[exposure_column]) if exposure_column else None
         except (ValueError, TypeError) as exc:
             skipped.append(f'row {number}: {exc}')
             continue
-        if magnitude is None:
+        if magnitude is None and limit is None:
             skipped.append(f'row {number}: no usable magnitude or positive flux')
             continue
+        text = {name: (record[columns[name]] or '').strip() if name in columns else ''
+                for name in ('telescope', 'instrument')}
         bandpass = (record[bandpass_column] or '').strip() if bandpass_column else ''
-        points.append(PhotometryPoint(timestamp, magnitude, error, bandpass or DEFAULT_BANDPASS))
+        points.append(PhotometryPoint(timestamp, magnitude, error, bandpass or DEFAULT_BANDPASS, limit, exposure_time,
+                                      text['telescope'], text['instrument']))
     if not points:
         raise NotAPhotometryTable('none of its rows has a usable time and magnitude: ' + '; '.join(skipped[:3]))
     return points, skipped

@@ -185,6 +185,21 @@ def header_number(header: fits.Header, *keys: str) -> float | None:
     return None
 
 
+def filter_name(header: fits.Header) -> str | None:
+    """The frame's filter as its header names it (``FILTER``, else ``FILTNAME`` or ``FILTER1``), or ``None``.
+
+    Frames of different filters differ in brightness and background; anything that compares
+    frames (a movie, a light curve) has to keep them apart, so it needs this name.
+    """
+    for key in ('FILTER', 'FILTNAME', 'FILTER1'):
+        value = header.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+        if _finite(value):
+            return f'{value:g}'
+    return None
+
+
 def _finite(value: object) -> bool:
     return isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(float(value))
 
