@@ -71,8 +71,9 @@ def test_a_batch_of_arrivals_makes_one_run_and_the_chain_finds_the_period(worker
 
 
 def test_paused_rules_and_owners_who_cannot_view_the_target_fire_nothing(target, private_target, user, other_user):
-    paused = rule(user, name='paused', target=target, pipeline='Scripted', quiet_period=0, paused=True)
-    foreign = rule(other_user, name='not mine', pipeline='Scripted', quiet_period=0)  # every target
+    # an hour of quiet: a worker left running by an earlier test must not fire them while we look
+    paused = rule(user, name='paused', target=target, pipeline='Scripted', quiet_period=3600, paused=True)
+    foreign = rule(other_user, name='not mine', pipeline='Scripted', quiet_period=3600)  # every target
     script_product(private_target, {})  # other_user may not view it
     script_product(target, {})  # paused for user; public, so other_user's rule takes it
     assert not RuleArrival.objects.filter(rule=paused).exists()
@@ -103,11 +104,11 @@ def test_a_chain_stops_at_the_depth_limit_and_a_failed_run_fires_nothing(target,
 
 
 def test_a_refused_start_is_kept_as_the_rules_last_error_not_retried(target, user):
-    frames = rule(user, name='frames', target=target, pipeline='Scripted', quiet_period=0,
-                  option_values={})
-    make_product(target, 'frame.json', '{}')
+    frames = rule(user, name='frames', target=target, pipeline='Scripted', quiet_period=0)
+    # a flag the pipeline dropped after the rule was saved (a deploy): the start is refused
     PipelineRule.objects.filter(pk=frames.pk).update(flag_values={'no_such_flag': True})
-    assert automation.fire_due_rules() == 0
+    make_product(target, 'frame.json', '{}')
+    automation.fire_due_rules()  # here, or already by a worker left running by an earlier test
     frames.refresh_from_db()
     assert 'no_such_flag' in frames.last_error and not RuleArrival.objects.exists()
     assert automation.fire_due_rules() == 0
