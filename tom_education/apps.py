@@ -11,7 +11,15 @@ class TomEducationConfig(AppConfig):
     default_auto_field = 'django.db.models.AutoField'
 
     def ready(self) -> None:
-        from tom_education import checks  # noqa: F401 - registers the system checks
+        from django.db.models.signals import post_save
+        from tom_dataproducts.models import DataProduct
+
+        from tom_education import automation, checks  # noqa: F401 - checks registers the system checks
+        from tom_education.signals import run_finished
+
+        # automatic-run rules: arrivals however they come, and chains after a successful run
+        post_save.connect(automation.record_arrival, sender=DataProduct, dispatch_uid='tom_education.arrivals')
+        run_finished.connect(automation.start_chained_runs, dispatch_uid='tom_education.chains')
 
     def include_url_paths(self) -> list[Any]:
         """Mount the app's pages into any TOM through tom_common's plugin URL hook."""

@@ -159,6 +159,13 @@ class PipelineProcess(models.Model):
     #: Output files already in storage whose rows are not committed yet: if the attempt is lost before its
     #: commit, the engine deletes them, so a retried run never leaves a second copy behind.
     uncommitted_files = models.JSONField(default=list, blank=True)
+    #: The automatic-run rule that started this run, and the run whose success started it (a chain).
+    triggered_by_rule = models.ForeignKey('PipelineRule', null=True, blank=True, on_delete=models.SET_NULL,
+                                          related_name='runs')
+    triggered_by_process = models.ForeignKey('self', null=True, blank=True, on_delete=models.SET_NULL,
+                                             related_name='triggered_runs')
+    #: How many chained runs led to this one (0 for a run started by hand or by new data).
+    chain_depth = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         ordering = ('-created', '-pk')
@@ -386,6 +393,80 @@ class PipelineLogLine(models.Model):
         rows = [(process.pk, seq + offset, created, level, message) for offset, (message, level) in enumerate(lines)]
         with transaction.atomic(using=connection.alias, savepoint=False), connection.cursor() as cursor:
             cursor.executemany(sql, rows)
+
+
+class PipelineRule(models.Model):
+    """Run a pipeline by itself: when matching data products arrive, or when a run of another pipeline succeeds.
+
+    A rule belongs to a user and its runs are that user's: they obey that user's permissions, and a
+    rule never runs on a target its owner can no longer view. See ``docs/automation.rst``.
+    """
+
+    NEW_DATA = 'data'
+    RUN_SUCCEEDED = 'run'
+    TRIGGERS = [(NEW_DATA, 'New data products arrive'), (RUN_SUCCEEDED, 'A run of another pipeline succeeds')]
+    ONLY_NEW = 'new'
+    ALL_MATCHING = 'all'
+    INPUTS = [(ONLY_NEW, 'Only the new products'), (ALL_MATCHING, 'Every matching product of the target')]
+
+    name = models.CharField(max_length=200)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name='pipeline_rules')
+    target = models.ForeignKey('tom_targets.BaseTarget', null=True, blank=True, on_delete=models.CASCADE,
+                               related_name='pipeline_rules', help_text='Empty: every target the owner may view')
+    pipeline = models.CharField(max_length=100, help_text='The registered name of the pipeline to run')
+    flag_values = models.JSONField(default=dict, blank=True)
+    option_values = models.JSONField(default=dict, blank=True)
+    trigger = models.CharField(max_length=8, choices=TRIGGERS, default=NEW_DATA)
+    after_pipeline = models.CharField(max_length=100, blank=True, default='',
+                                      help_text='For a chain: the pipeline whose successful runs fire this rule')
+    data_product_type = models.CharField(max_length=100, blank=True, default='',
+                                         help_text='Match only products of this type (empty: any)')
+    suffix = models.CharField(max_length=32, blank=True, default='',
+                              help_text='Match only files ending in this (empty: any the pipeline accepts)')
+    inputs = models.CharField(max_length=8, choices=INPUTS, default=ONLY_NEW)
+    quiet_period = models.FloatField(default=120.0,
+                                     help_text='Seconds without a new arrival before the arrivals make one run')
+    paused = models.BooleanField(default=False)
+    created = models.DateTimeField(auto_now_add=True)
+    last_fired = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default='')
+
+    class Meta:
+        ordering = ('name', 'pk')
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from tom_education import automation
+
+        problems = automation.rule_problems(self)
+        if problems:
+            raise ValidationError(problems)
+
+
+class RuleArrival(models.Model):
+    """A data product that matched a rule and waits for the rule's quiet period to end."""
+
+    rule = models.ForeignKey(PipelineRule, on_delete=models.CASCADE, related_name='arrivals')
+    product = models.ForeignKey(DataProduct, on_delete=models.CASCADE, related_name='+')
+    arrived = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=['rule', 'product'], name='tom_education_one_arrival')]
+
+
+class RuleInputDigest(models.Model):
+    """The content (SHA-256) of a file a rule already ran on, per target: the same data never makes two runs."""
+
+    rule = models.ForeignKey(PipelineRule, on_delete=models.CASCADE, related_name='digests')
+    target = models.ForeignKey('tom_targets.BaseTarget', on_delete=models.CASCADE, related_name='+')
+    digest = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=['rule', 'target', 'digest'], name='tom_education_one_digest')]
 
 
 # The built-in pipelines are proxies of this app (migration 0002): importing them here registers them

@@ -8,7 +8,8 @@ Every worker runs :class:`CheckLoop`, a thread in its main process that, about e
 * finds running runs whose heartbeat went stale and queues them again as the next attempt (up to
   ``TOM_EDUCATION_MAX_ATTEMPTS``; a run past its hard time limit is failed as timed out instead);
 * sends again pending runs whose message the broker no longer holds;
-* removes the work folders of this host's runs that are no longer running here.
+* removes the work folders of this host's runs that are no longer running here;
+* fires the automatic-run rules whose new data have been quiet for their quiet period.
 
 Every change of state is a conditional ``UPDATE`` that names the state and attempt it expects, so
 several workers checking at once never handle a run twice. Pages and ``run_pipeline`` may call
@@ -33,6 +34,7 @@ from django.utils.module_loading import import_string
 from tom_dataproducts.models import DataProduct
 
 from tom_education import brokers, conf, registry
+from tom_education.automation import fire_due_rules
 from tom_education.dispatch import enqueue, queue_name
 from tom_education.models import (
     ASYNC_STATUS_CANCELLED,
@@ -253,7 +255,7 @@ def hand_back(node: str) -> int:
 def periodic_check(node: str, queues: list[str]) -> None:
     """One round of every check; a check that fails is logged and the others still run."""
     for check, arguments in ((register_worker, (node, queues)), (recover_lost_runs, ()),
-                             (resend_lost_messages, ()), (clean_workdirs, ())):
+                             (resend_lost_messages, ()), (clean_workdirs, ()), (fire_due_rules, ())):
         try:
             check(*arguments)
         except Exception:  # noqa: BLE001 - e.g. the database restarting: try again at the next round

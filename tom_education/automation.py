@@ -1,0 +1,250 @@
+"""Automatic runs: rules that start a pipeline when data arrive, or when a run of another pipeline succeeds.
+
+Nobody has to watch for it to happen:
+
+* an arrival is recorded when a data product is saved (``post_save``: the page upload, the API,
+  facility downloads, the admin and scripts all save through it);
+* every worker's periodic check (``recovery.periodic_check``) fires the rules whose arrivals have
+  been quiet for the rule's quiet period, so a batch of frames makes one run;
+* a successful run fires the chain rules that follow its pipeline (``signals.run_finished``).
+
+A rule's runs are its owner's: they go through ``services.start_process`` as that user, so they
+obey that user's permissions, and a rule never runs on a target its owner can no longer view.
+The same data never makes two runs: a rule remembers the content (SHA-256) of the files it ran
+on, per target, and runs only when at least one input is new to it. See ``docs/automation.rst``.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+from tom_dataproducts.models import DataProduct
+
+from tom_education import registry
+from tom_education.models import (
+    ASYNC_STATUS_CREATED,
+    PipelineProcess,
+    PipelineRule,
+    RuleArrival,
+    RuleInputDigest,
+)
+
+logger = logging.getLogger(__name__)
+
+#: A chain of runs started by rules stops here, whatever the rules say: a safety net behind the cycle check.
+MAX_CHAIN_DEPTH = 5
+
+
+# --- rules -------------------------------------------------------------------------------------
+
+def rule_problems(rule: PipelineRule) -> list[str]:
+    """What is wrong with a rule, in words for its author; empty when it may be saved."""
+    from tom_education import services
+
+    try:
+        pipeline_class = registry.get(rule.pipeline)
+    except registry.UnknownPipeline as exc:
+        return [str(exc)]
+    problems = []
+    try:
+        services.resolve_flags(pipeline_class, rule.flag_values)
+        services.resolve_options(rule.pipeline, pipeline_class, rule.option_values)
+    except services.ProcessInputError as exc:
+        problems.append(str(exc))
+    if rule.quiet_period < 0:
+        problems.append('The quiet period cannot be negative.')
+    if rule.trigger == PipelineRule.RUN_SUCCEEDED:
+        if rule.after_pipeline not in registry.pipelines():
+            problems.append(f'A chain rule follows a registered pipeline; "{rule.after_pipeline}" is not one.')
+        else:
+            loop = chain_loop(rule)
+            if loop:
+                problems.append(f'This chain would run forever: {" → ".join(loop)}. Remove one of these rules first.')
+    return problems
+
+
+def chain_loop(rule: PipelineRule) -> list[str] | None:
+    """The pipelines of the loop this chain rule would close with the other chain rules, or None."""
+    follows: dict[str, set[str]] = {}
+    others = PipelineRule.objects.filter(trigger=PipelineRule.RUN_SUCCEEDED).exclude(pk=rule.pk)
+    for after, pipeline in [*others.values_list('after_pipeline', 'pipeline'), (rule.after_pipeline, rule.pipeline)]:
+        follows.setdefault(after, set()).add(pipeline)
+    # a loop exists if the rule's pipeline leads back to the pipeline it follows
+    paths = [[rule.after_pipeline, rule.pipeline]]
+    seen = set()
+    while paths:
+        path = paths.pop()
+        if path[-1] == rule.after_pipeline:
+            return path
+        if path[-1] in seen:
+            continue
+        seen.add(path[-1])
+        paths.extend([*path, following] for following in follows.get(path[-1], ()))
+    return None
+
+
+def matches(rule: PipelineRule, product: DataProduct) -> bool:
+    """Whether ``product`` is input the rule takes: its type, its file suffix, and a file its pipeline accepts."""
+    name = product.data.name if product.data else ''
+    if not name:
+        return False
+    if rule.data_product_type and product.data_product_type != rule.data_product_type:
+        return False
+    if rule.suffix and not name.lower().endswith(rule.suffix.lower()):
+        return False
+    try:
+        return registry.get(rule.pipeline).accepts_file_name(name)
+    except registry.UnknownPipeline:
+        return False
+
+
+def _owner_may_view(rule: PipelineRule, target: Any) -> bool:
+    from tom_education import services
+
+    return services.may_view_target(rule.owner, target)
+
+
+# --- arrivals ----------------------------------------------------------------------------------
+
+def record_arrival(sender: Any, instance: DataProduct, **kwargs: Any) -> None:
+    """``post_save`` of a data product: note it for every active rule it matches. Never fails the save."""
+    if kwargs.get('raw') or not instance.data:
+        return
+    try:
+        rules = PipelineRule.objects.filter(paused=False, trigger=PipelineRule.NEW_DATA).filter(
+            Q(target=None) | Q(target_id=instance.target_id)).select_related('owner')
+        for rule in rules:
+            if matches(rule, instance) and _owner_may_view(rule, instance.target):
+                try:
+                    with transaction.atomic():
+                        RuleArrival.objects.get_or_create(rule=rule, product=instance)
+                except IntegrityError:
+                    pass  # recorded meanwhile by another save of the same product
+    except Exception:  # noqa: BLE001 - an automatic run is never worth losing an upload
+        logger.exception('tom_education: could not record data product %s for the automatic-run rules', instance.pk)
+
+
+def fire_due_rules() -> int:
+    """Start one run per rule and target whose arrivals have been quiet for the rule's quiet period.
+
+    Called by every worker's periodic check; of several workers checking at once, the one that
+    deletes a batch's arrivals starts its run. Returns the number of runs started.
+    """
+    now = timezone.now()
+    started = 0
+    batches = (RuleArrival.objects.filter(rule__paused=False)
+               .values('rule_id', 'product__target_id').annotate(latest=Max('arrived')))
+    for batch in batches:
+        rule = PipelineRule.objects.select_related('owner').filter(pk=batch['rule_id']).first()
+        if rule is None or batch['latest'] > now - timedelta(seconds=rule.quiet_period):
+            continue
+        arrivals = RuleArrival.objects.filter(rule=rule, product__target_id=batch['product__target_id'],
+                                              arrived__lte=batch['latest']).select_related('product__target')
+        started += _fire(rule, list(arrivals))
+    return started
+
+
+class _TakenElsewhere(Exception):
+    """Another worker's check took this batch first."""
+
+
+def _fire(rule: PipelineRule, arrivals: list[RuleArrival]) -> int:
+    if not arrivals:
+        return 0
+    target = arrivals[0].product.target
+    if rule.inputs == PipelineRule.ALL_MATCHING:
+        candidates = [product for product in DataProduct.objects.filter(target=target).order_by('pk')
+                      if matches(rule, product)]
+    else:
+        candidates = [arrival.product for arrival in arrivals]
+    digests = {product.pk: content_digest(product) for product in candidates}
+    try:
+        with transaction.atomic():
+            if RuleArrival.objects.filter(pk__in=[arrival.pk for arrival in arrivals]).delete()[0] != len(arrivals):
+                raise _TakenElsewhere()
+            seen = set(RuleInputDigest.objects.filter(rule=rule, target=target).values_list('digest', flat=True))
+            inputs, kept = [], set()
+            for product in candidates:
+                digest = digests[product.pk]
+                if digest is not None and digest in kept:
+                    continue  # the same file uploaded twice: one copy is enough
+                kept.add(digest)
+                if rule.inputs == PipelineRule.ALL_MATCHING or digest not in seen:
+                    inputs.append(product)
+            if not (kept - seen):
+                return 0  # nothing the rule has not already run on
+            note = f'Started by rule "{rule.name}" after {len(arrivals)} new data product(s) arrived.'
+            if _start(rule, target, inputs, note, source=None, depth=0) is None:
+                return 0
+            RuleInputDigest.objects.bulk_create(
+                [RuleInputDigest(rule=rule, target=target, digest=digest) for digest in kept - seen - {None}],
+                ignore_conflicts=True,
+            )
+            return 1
+    except _TakenElsewhere:
+        return 0
+
+
+def content_digest(product: DataProduct) -> str | None:
+    """SHA-256 of a product's file, read in chunks; None when the file cannot be read (it is then always new)."""
+    digest = hashlib.sha256()
+    try:
+        with product.data.open('rb') as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b''):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+# --- starting runs -----------------------------------------------------------------------------
+
+def _start(rule: PipelineRule, target: Any, inputs: list[DataProduct], note: str, *,
+           source: PipelineProcess | None, depth: int) -> PipelineProcess | None:
+    """Start the rule's pipeline as its owner; a refusal is kept as the rule's last error, never retried."""
+    from tom_education import services
+
+    now = timezone.now()
+    if not _owner_may_view(rule, target):
+        PipelineRule.objects.filter(pk=rule.pk).update(
+            last_error=f'{now:%Y-%m-%d %H:%M} UTC: {rule.owner} may no longer view target {target.pk}.')
+        return None
+    try:
+        process = services.start_process(
+            user=rule.owner, pipeline=rule.pipeline, target=target, input_files=inputs,
+            flags=rule.flag_values, options=rule.option_values, notes=[note],
+        )
+    except services.ProcessInputError as exc:
+        PipelineRule.objects.filter(pk=rule.pk).update(last_error=f'{now:%Y-%m-%d %H:%M} UTC: {exc}')
+        return None
+    PipelineProcess.objects.filter(pk=process.pk).update(triggered_by_rule=rule, triggered_by_process=source,
+                                                         chain_depth=depth)
+    PipelineRule.objects.filter(pk=rule.pk).update(last_fired=now, last_error='')
+    return process
+
+
+def start_chained_runs(sender: Any, process_pk: int, state: str, **kwargs: Any) -> None:
+    """``run_finished``: start the chain rules that follow a run that succeeded, on its outputs."""
+    if state != ASYNC_STATUS_CREATED:
+        return  # a failed run fires nothing, so a failing pipeline never loops through a rule
+    process = PipelineProcess.objects.select_related('target').filter(pk=process_pk).first()
+    if process is None:
+        return
+    rules = PipelineRule.objects.filter(paused=False, trigger=PipelineRule.RUN_SUCCEEDED,
+                                        after_pipeline=process.pipeline).filter(
+        Q(target=None) | Q(target_id=process.target_id)).select_related('owner')
+    outputs = list(process.output_files.all())
+    for rule in rules:
+        if process.chain_depth + 1 > MAX_CHAIN_DEPTH:
+            PipelineRule.objects.filter(pk=rule.pk).update(
+                last_error=f'Not started after {process.identifier}: a chain stops after {MAX_CHAIN_DEPTH} runs.')
+            continue
+        inputs = [product for product in outputs if matches(rule, product)]
+        note = f'Started by rule "{rule.name}" after {process.identifier} succeeded.'
+        with transaction.atomic():
+            _start(rule, process.target, inputs, note, source=process, depth=process.chain_depth + 1)
