@@ -159,7 +159,8 @@ def recover_lost_runs() -> int:
     now = timezone.now()
     stale_before = now - timedelta(seconds=conf.heartbeat_timeout())
     handled = 0
-    stale = PipelineProcess.objects.filter(state=ASYNC_STATUS_RUNNING, heartbeat__lt=stale_before)
+    # no ORDER BY (the model's default ordering): the index on (state, heartbeat) answers it alone
+    stale = PipelineProcess.objects.filter(state=ASYNC_STATUS_RUNNING, heartbeat__lt=stale_before).order_by()
     for pk, attempt, started, worker in stale.values_list('pk', 'attempts', 'started', 'worker'):
         if started and (now - started).total_seconds() >= conf.hard_time_limit():
             # it ran out of time before it was lost: the pipeline's fault, not retried
@@ -179,7 +180,7 @@ def resend_lost_messages() -> int:
     cutoff = timezone.now() - timedelta(seconds=conf.resend_pending_after())
     overdue = list(PipelineProcess.objects.filter(
         Q(queued__lt=cutoff) | Q(queued=None, created__lt=cutoff), state=ASYNC_STATUS_PENDING,
-    ).values_list('pk', 'task_id', 'attempts', 'queued', 'pipeline'))
+    ).order_by().values_list('pk', 'task_id', 'attempts', 'queued', 'pipeline'))
     if not overdue:
         return 0
     app = import_string(conf.celery_app_path())
