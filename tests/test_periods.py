@@ -577,7 +577,9 @@ def test_period_search_runs_on_a_worker_and_saves_its_result_and_figures(worker,
     assert datum.data_type == 'period'
     result = json.loads(datum.value['text'])
     assert abs(result['period'] - period) < 4 * result['period_error'] and result['nterms'] == 2
-    images = {Path(product.data.name).name: product for product in process.output_products()}
+    # named by the output; the stored file may carry a suffix when an earlier run saved the same name
+    images = {product.product_id.removeprefix(f'{process.identifier}_'): product
+              for product in process.output_products()}
     assert set(images) == {'periodogram.png', 'phase_folded.png'}
     for image in images.values():
         with image.data.open('rb') as handle:

@@ -258,7 +258,7 @@ def test_target_process_list_queues_a_lost_run_again(client, user, target):
     client.force_login(user)
     fragment = client.get(f'/pipeline/target/{target.pk}/processes/').content.decode()
     process.refresh_from_db()
-    # the page got there before the workers' own check would have: the run waits for its next attempt
+    # the page (or a worker's own check, whichever came first) queued it again: the page shows it waiting
     assert process.state == ASYNC_STATUS_PENDING and process.attempts == 1
     assert process.losses[0]['reason'].startswith('the worker of attempt 1 (gone:1) stopped responding')
     assert 'waiting to be retried (attempt 2)' in fragment

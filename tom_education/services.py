@@ -407,11 +407,16 @@ def looks_lost(process: PipelineProcess) -> bool:
 
 
 def recover_if_lost(processes: Iterable[PipelineProcess]) -> bool:
-    """Before showing ``processes``, queue again any lost run (and all others); True if one changed.
+    """Before showing ``processes``, queue again any lost run (and all others); True if one of them looked lost.
 
-    The workers do this on their own within a check interval; a page only gets there sooner.
+    The workers do this on their own within a check interval; a page only gets there sooner. The
+    caller reads the rows again on True, whoever queued the run: this call, or a worker's check
+    between the caller's read and this call.
     """
-    return any(looks_lost(process) for process in processes) and recovery.recover_lost_runs() > 0
+    if not any(looks_lost(process) for process in processes):
+        return False
+    recovery.recover_lost_runs()
+    return True
 
 
 def refresh_if_lost(process: PipelineProcess) -> None:
