@@ -5,9 +5,9 @@ import time
 import pytest
 from django.core.exceptions import ValidationError
 
-from tests.conftest import make_product, script_product
+from tests.conftest import make_product, script_product, wait_final
 from tests.test_periods import csv_text, simulate, sinusoid
-from tom_education import automation
+from tom_education import automation, services
 from tom_education.models import ASYNC_STATUS_CREATED, PipelineProcess, PipelineRule, RuleArrival
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -112,3 +112,16 @@ def test_a_refused_start_is_kept_as_the_rules_last_error_not_retried(target, use
     frames.refresh_from_db()
     assert 'no_such_flag' in frames.last_error and not RuleArrival.objects.exists()
     assert automation.fire_due_rules() == 0
+
+
+def test_a_runs_own_outputs_are_not_new_data_so_a_rule_cannot_fire_itself(worker, target, user):
+    # the rule takes .json files and its pipeline writes one: that output must not count as an arrival
+    loop = rule(user, name='takes its own output', target=target, pipeline='Scripted', quiet_period=3600)
+    script = script_product(target, {'outputs': [{'name': 'made.json', 'content': '{}', 'type': 'DataProduct'}]})
+    (arrival,) = RuleArrival.objects.filter(rule=loop)
+    assert arrival.product == script
+    started = wait_final(services.start_process(user=user, pipeline='Scripted', target=target, input_files=[script]))
+    assert started.state == ASYNC_STATUS_CREATED, started.failure_message
+    (made,) = started.output_files.all()
+    assert made.data.name.endswith('.json')
+    assert list(RuleArrival.objects.filter(rule=loop)) == [arrival]

@@ -25,7 +25,7 @@ from django.db.models import Max, Q
 from django.utils import timezone
 from tom_dataproducts.models import DataProduct
 
-from tom_education import registry
+from tom_education import outputs, registry
 from tom_education.models import (
     ASYNC_STATUS_CREATED,
     PipelineProcess,
@@ -112,8 +112,11 @@ def _owner_may_view(rule: PipelineRule, target: Any) -> bool:
 # --- arrivals ----------------------------------------------------------------------------------
 
 def record_arrival(sender: Any, instance: DataProduct, **kwargs: Any) -> None:
-    """``post_save`` of a data product: note it for every active rule it matches. Never fails the save."""
-    if kwargs.get('raw') or not instance.data:
+    """``post_save`` of a data product: note it for every active rule it matches. Never fails the save.
+
+    A run's own outputs are not arrivals (a chain rule reacts to them), so no rule can fire itself.
+    """
+    if kwargs.get('raw') or not instance.data or outputs.saving_outputs.get():
         return
     try:
         rules = PipelineRule.objects.filter(paused=False, trigger=PipelineRule.NEW_DATA).filter(

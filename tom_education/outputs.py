@@ -6,6 +6,7 @@ neither rows nor orphan files.
 """
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,9 @@ from tom_education.models import REDUCED_DATUM_SOURCE, AsyncError, PipelineOutpu
 
 #: ``data_type`` of a ReducedDatum output saved without a tag.
 DEFAULT_REDUCED_DATUM_TYPE = 'pipeline_output'
+#: True while a run saves its outputs: automatic-run rules take new data, not what runs make (chains do that),
+#: so a rule whose pipeline writes files it also matches cannot fire itself for ever.
+saving_outputs: contextvars.ContextVar[bool] = contextvars.ContextVar('tom_education_saving_outputs', default=False)
 PHOTOMETRY_TAG = 'photometry'
 
 
@@ -91,6 +95,7 @@ def save_outputs(
     write lock; if anything later fails they are deleted again.
     """
     products: list[tuple[CheckedOutput, DataProduct]] = []
+    saving = saving_outputs.set(True)
     try:
         for output in outputs:
             if output.model is DataProduct:
@@ -118,6 +123,8 @@ def save_outputs(
         for _, product in products:
             product.data.storage.delete(product.data.name)
         raise
+    finally:
+        saving_outputs.reset(saving)
 
 
 #: The permission that lets a user see each kind of output when products carry their own permissions.
