@@ -202,6 +202,7 @@ def test_schema_is_openapi_3_and_describes_every_endpoint(api):
         '/api/pipelines/', '/api/pipelineprocesses/', '/api/pipelineprocesses/{id}/',
         '/api/pipelineprocesses/{id}/log/', '/api/pipelineprocesses/{id}/cancel/',
         '/api/pipelineprocesses/{id}/rerun/', '/api/pipelineprocesses/{id}/outputs/{product_pk}/',
+        '/api/pipelinerules/', '/api/pipelinerules/{id}/',
     }
 
 

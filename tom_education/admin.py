@@ -6,9 +6,9 @@ from tom_education.models import PipelineRule
 
 @admin.register(PipelineRule)
 class PipelineRuleAdmin(admin.ModelAdmin):
-    list_display = ('name', 'owner', 'pipeline', 'trigger', 'after_pipeline', 'target', 'paused', 'last_fired',
-                    'last_error')
+    list_display = ('name', 'owner', 'pipeline', 'trigger', 'after_pipeline', 'target', 'target_list', 'paused',
+                    'last_fired', 'last_error')
     list_filter = ('paused', 'trigger', 'pipeline')
     search_fields = ('name', 'pipeline', 'after_pipeline')
     readonly_fields = ('created', 'last_fired', 'last_error')
-    raw_id_fields = ('owner', 'target')
+    raw_id_fields = ('owner', 'target', 'target_list')

@@ -30,9 +30,9 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from tom_education import registry, run_options, services
+from tom_education import automation, registry, run_options, services
 from tom_education.downloads import OutputFileMissing, output_file_response
-from tom_education.models import STATE_CHOICES, PipelineProcess
+from tom_education.models import STATE_CHOICES, PipelineProcess, PipelineRule
 
 PROCESS_STATES = [value for value, _ in STATE_CHOICES]
 
@@ -113,13 +113,17 @@ class ProcessSerializer(serializers.ModelSerializer):
     input_files = serializers.SerializerMethodField(help_text='Primary keys of the inputs you may view')
     final = serializers.BooleanField(source='is_final', read_only=True)
     page = serializers.CharField(source='get_absolute_url', read_only=True)
+    triggered_by_rule = serializers.PrimaryKeyRelatedField(
+        read_only=True, allow_null=True, help_text='The automatic-run rule that started it (see /api/pipelinerules/)')
+    triggered_by_process = serializers.PrimaryKeyRelatedField(
+        read_only=True, allow_null=True, help_text='The run whose success started it, for a chain')
 
     class Meta:
         model = PipelineProcess
         fields = [
             'id', 'identifier', 'pipeline', 'target', 'target_name', 'state', 'status', 'waiting', 'final',
             'failure_message', 'progress', 'attempts', 'losses', 'flags', 'options', 'input_files', 'created_by',
-            'created', 'started', 'finished', 'group', 'page',
+            'created', 'started', 'finished', 'group', 'page', 'triggered_by_rule', 'triggered_by_process',
         ]
         read_only_fields = fields
 
@@ -251,6 +255,27 @@ class ProcessPagination(LimitOffsetPagination):
     max_limit = 500
 
 
+class JSONLimitErrorsMixin:
+    """Bodies over Django's size limits answer in JSON like every other error here, never an HTML page."""
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, RequestDataTooBig):
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            return Response(
+                {'detail': f'The request body is larger than this TOM accepts ({limit} bytes, '
+                           'DATA_UPLOAD_MAX_MEMORY_SIZE). Send fewer or shorter values.'},
+                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
+        if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
+            limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+            return Response(
+                {'detail': f'The form has more fields than this TOM accepts ({limit}, DATA_UPLOAD_MAX_NUMBER_FIELDS). '
+                           'Send the request as JSON, where a list of ids is one field.'},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        return super().handle_exception(exc)
+
+
 @extend_schema(responses={200: PipelineSerializer(many=True), 401: UNAUTHENTICATED, 403: UNAUTHENTICATED})
 class PipelineViewSet(viewsets.ViewSet):
     """The pipelines this TOM offers."""
@@ -277,7 +302,7 @@ class PipelineViewSet(viewsets.ViewSet):
         return Response(PipelineSerializer(data, many=True).data)
 
 
-class ProcessViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+class ProcessViewSet(JSONLimitErrorsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
                      viewsets.GenericViewSet):
     """Processes on targets you may view: list, inspect, start, follow the log, cancel, re-run."""
 
@@ -289,24 +314,6 @@ class ProcessViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
 
     serializer_class = ProcessSerializer
     parser_classes = [BoundedJSONParser, FormParser, MultiPartParser]
-
-    def handle_exception(self, exc: Exception) -> Response:
-        """A body over Django's size limits answers in JSON like every other error here, never an HTML page."""
-        if isinstance(exc, RequestDataTooBig):
-            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-            return Response(
-                {'detail': f'The request body is larger than this TOM accepts ({limit} bytes, '
-                           'DATA_UPLOAD_MAX_MEMORY_SIZE). Send fewer or shorter values.'},
-                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-            )
-        if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
-            limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
-            return Response(
-                {'detail': f'The form has more fields than this TOM accepts ({limit}, DATA_UPLOAD_MAX_NUMBER_FIELDS). '
-                           'Send the request as JSON, where a list of ids is one field.'},
-                status=status.HTTP_400_BAD_REQUEST,
-            )
-        return super().handle_exception(exc)
 
     def get_queryset(self) -> QuerySet:
         processes = services.visible_processes(self.request.user)
@@ -327,6 +334,11 @@ class ProcessViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
             processes = processes.filter(state=params['state'])
         if params.get('pipeline'):
             processes = processes.filter(pipeline=params['pipeline'])
+        if params.get('rule'):
+            rule = services.parse_pk(params['rule'])
+            if rule is None:
+                raise ValidationError({'rule': ['A rule id is a whole number from 1 to 2147483647.']})
+            processes = processes.filter(triggered_by_rule_id=rule)
         return processes
 
     def get_object(self) -> PipelineProcess:
@@ -345,6 +357,7 @@ class ProcessViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
             OpenApiParameter('target', int, description='Only processes of this target'),
             OpenApiParameter('state', str, enum=PROCESS_STATES, description='Only processes in this state'),
             OpenApiParameter('pipeline', str, description='Only processes of this pipeline'),
+            OpenApiParameter('rule', int, description='Only processes started by this automatic-run rule'),
         ],
         responses={200: ProcessSerializer(many=True), 400: FIELD_ERRORS, 401: UNAUTHENTICATED,
                    403: UNAUTHENTICATED},
@@ -442,6 +455,133 @@ class ProcessViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
             return output_file_response(product)
         except OutputFileMissing as exc:
             raise NotFound(exc.message) from None
+
+
+class LastRunSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    identifier = serializers.CharField()
+    state = serializers.ChoiceField(choices=STATE_CHOICES)
+    created = serializers.DateTimeField()
+
+
+class RuleSerializer(serializers.Serializer):
+    """An automatic-run rule, as ``automation.save_rule`` takes it; the app keeps the read-only fields."""
+
+    id = serializers.IntegerField(read_only=True)
+    name = serializers.CharField(max_length=200)
+    owner = serializers.SlugRelatedField(slug_field='username', read_only=True)
+    target = serializers.IntegerField(
+        source='target_id', min_value=1, max_value=services.MAX_PK, allow_null=True, required=False, default=None,
+        help_text='Only this target; null with a null target_list: every target you may view')
+    target_list = serializers.IntegerField(
+        source='target_list_id', min_value=1, max_value=services.MAX_PK, allow_null=True, required=False,
+        default=None, help_text='Only the targets of this target list (group)')
+    pipeline = serializers.CharField(max_length=100, help_text='The pipeline to run (see /api/pipelines/)')
+    trigger = serializers.ChoiceField(choices=PipelineRule.TRIGGERS, default=PipelineRule.NEW_DATA)
+    after_pipeline = serializers.CharField(max_length=100, allow_blank=True, default='',
+                                           help_text='For trigger "run": the pipeline whose successful runs fire it')
+    data_product_type = serializers.CharField(max_length=100, allow_blank=True, default='')
+    suffix = serializers.CharField(max_length=32, allow_blank=True, default='')
+    header_keyword = serializers.CharField(max_length=70, allow_blank=True, default='',
+                                           help_text='Match only FITS files with this header keyword')
+    header_value = serializers.CharField(max_length=70, allow_blank=True, default='',
+                                         help_text='... whose value is this (case and spaces ignored)')
+    inputs = serializers.ChoiceField(choices=PipelineRule.INPUTS, default=PipelineRule.ONLY_NEW)
+    quiet_period = serializers.FloatField(min_value=0, max_value=7 * 86400, default=120.0,
+                                          help_text='Seconds without a new arrival before the arrivals make one run')
+    flags = serializers.DictField(source='flag_values', child=serializers.BooleanField(), default=dict)
+    options = serializers.DictField(source='option_values', child=serializers.JSONField(allow_null=True),
+                                    default=dict)
+    paused = serializers.BooleanField(default=False)
+    created = serializers.DateTimeField(read_only=True)
+    last_fired = serializers.DateTimeField(read_only=True, allow_null=True)
+    last_error = serializers.CharField(read_only=True)
+    last_run = serializers.SerializerMethodField(help_text='The newest run it started, or null')
+
+    @extend_schema_field(LastRunSerializer(allow_null=True))
+    def get_last_run(self, rule: PipelineRule) -> dict[str, Any] | None:
+        run = automation.rule_runs(rule).only('pk', 'identifier', 'state', 'created').first()
+        if run is None:
+            return None
+        return {'id': run.pk, 'identifier': run.identifier, 'state': run.state, 'created': run.created}
+
+
+#: The API's names for the fields of ``automation.RuleInputError`` that it renames.
+RULE_FIELD_NAMES = {'flag_values': 'flags', 'option_values': 'options'}
+
+
+class RuleViewSet(JSONLimitErrorsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Your automatic-run rules (every rule for a superuser): list, create, change, pause, delete."""
+
+    schema = AutoSchema()
+    permission_classes = [IsAuthenticated]
+    pagination_class = ProcessPagination
+    serializer_class = RuleSerializer
+    parser_classes = [BoundedJSONParser, FormParser, MultiPartParser]
+    lookup_value_regex = '[^/]+'
+
+    def get_queryset(self) -> QuerySet:
+        rules = automation.visible_rules(self.request.user)
+        target = self.request.query_params.get('target')
+        if self.action == 'list' and target:
+            pk = services.parse_pk(target)
+            if pk is None:
+                raise ValidationError({'target': ['A target id is a whole number from 1 to 2147483647.']})
+            rules = automation.rules_on(rules, pk)
+        return rules
+
+    def get_object(self) -> PipelineRule:
+        pk = services.parse_pk(self.kwargs.get('pk'))
+        if pk is None:
+            raise NotFound()
+        self.kwargs['pk'] = pk
+        return super().get_object()
+
+    @documented(parameters=[OpenApiParameter('target', int, description='Only rules whose scope covers this target')],
+                responses={200: RuleSerializer(many=True), 400: FIELD_ERRORS, 401: UNAUTHENTICATED,
+                           403: UNAUTHENTICATED})
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @documented(responses={200: RuleSerializer, 401: UNAUTHENTICATED, 403: UNAUTHENTICATED, 404: NOT_FOUND})
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().retrieve(request, *args, **kwargs)
+
+    @documented(request=RuleSerializer, responses={201: RuleSerializer, 400: FIELD_ERRORS, 401: UNAUTHENTICATED,
+                                                      403: UNAUTHENTICATED})
+    def create(self, request: Request) -> Response:
+        rule = self._save(request, None, partial=False)
+        return Response(RuleSerializer(rule).data, status=status.HTTP_201_CREATED)
+
+    @documented(request=RuleSerializer, responses={200: RuleSerializer, 400: FIELD_ERRORS, 401: UNAUTHENTICATED,
+                                                      403: UNAUTHENTICATED, 404: NOT_FOUND})
+    def update(self, request: Request, pk: str | None = None) -> Response:
+        return Response(RuleSerializer(self._save(request, self.get_object(), partial=False)).data)
+
+    @documented(request=RuleSerializer, responses={200: RuleSerializer, 400: FIELD_ERRORS, 401: UNAUTHENTICATED,
+                                                      403: UNAUTHENTICATED, 404: NOT_FOUND})
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        return Response(RuleSerializer(self._save(request, self.get_object(), partial=True)).data)
+
+    @documented(responses={204: None, 401: UNAUTHENTICATED, 403: UNAUTHENTICATED, 404: NOT_FOUND})
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        """Delete the rule; the runs it started are kept."""
+        self.get_object().delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def _save(self, request: Request, rule: PipelineRule | None, *, partial: bool) -> PipelineRule:
+        given = RuleSerializer(data=request.data, partial=partial)
+        given.is_valid(raise_exception=True)
+        values = {('target' if name == 'target_id' else 'target_list' if name == 'target_list_id' else name): value
+                  for name, value in given.validated_data.items()}
+        try:
+            return automation.save_rule(request.user, values, rule)
+        except automation.RuleInputError as exc:
+            errors: dict[str, Any] = {RULE_FIELD_NAMES.get(name, name): messages
+                                      for name, messages in exc.errors.items()}
+            if exc.option_errors:
+                errors['options'] = exc.option_errors
+            raise ValidationError(errors) from None
 
 
 def input_error(exc: services.ProcessInputError) -> ValidationError:

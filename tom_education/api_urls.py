@@ -7,5 +7,6 @@ from tom_education import api
 router = SimpleRouter()
 router.register(r'pipelines', api.PipelineViewSet, 'pipelines')
 router.register(r'pipelineprocesses', api.ProcessViewSet, 'pipelineprocesses')
+router.register(r'pipelinerules', api.RuleViewSet, 'pipelinerules')
 
 urlpatterns = [path('api/', include(router.urls))]

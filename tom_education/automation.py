@@ -21,7 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q
+from django.db.models import Max, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 from tom_dataproducts.models import DataProduct
 
@@ -42,30 +42,69 @@ MAX_CHAIN_DEPTH = 5
 
 # --- rules -------------------------------------------------------------------------------------
 
-def rule_problems(rule: PipelineRule) -> list[str]:
-    """What is wrong with a rule, in words for its author; empty when it may be saved."""
+class RuleInputError(ValueError):
+    """A rule that cannot be saved: ``errors`` maps each field at fault (the model's names) to its messages.
+
+    ``option_errors`` maps an option's name to its messages, so a form or the API can point at it.
+    """
+
+    def __init__(self, errors: dict[str, list[str]], option_errors: dict[str, list[str]] | None = None) -> None:
+        super().__init__(' '.join(message for messages in errors.values() for message in messages))
+        self.errors = errors
+        self.option_errors = option_errors or {}
+
+
+def rule_errors(rule: PipelineRule) -> RuleInputError | None:
+    """What is wrong with a rule, in words for its author, by field; None when it may be saved.
+
+    The one place rules are judged: the admin (``PipelineRule.clean``), the target page and the API.
+    A valid rule's flags and options are left typed (``"3"`` typed in a form becomes ``3``).
+    """
     from tom_education import services
 
+    errors: dict[str, list[str]] = {}
+    option_errors: dict[str, list[str]] = {}
+    if not rule.name.strip():
+        errors.setdefault('name', []).append('Give the rule a name.')
+    if rule.target_id and rule.target_list_id:
+        errors.setdefault('target_list', []).append(
+            'Choose one target or one target list, not both (neither: every target the owner may view).')
+    if rule.header_value and not rule.header_keyword:
+        errors.setdefault('header_keyword', []).append('Name the header keyword whose value must match.')
+    if rule.quiet_period is None or not 0 <= rule.quiet_period <= 7 * 86400:
+        errors.setdefault('quiet_period', []).append('The quiet period is a number of seconds from 0 to 604800.')
     try:
         pipeline_class = registry.get(rule.pipeline)
     except registry.UnknownPipeline as exc:
-        return [str(exc)]
-    problems = []
-    try:
-        services.resolve_flags(pipeline_class, rule.flag_values)
-        services.resolve_options(rule.pipeline, pipeline_class, rule.option_values)
-    except services.ProcessInputError as exc:
-        problems.append(str(exc))
-    if rule.quiet_period < 0:
-        problems.append('The quiet period cannot be negative.')
+        errors.setdefault('pipeline', []).append(str(exc))
+        pipeline_class = None
+    if pipeline_class is not None:
+        try:
+            rule.flag_values = {name: value for name, value in services.resolve_flags(
+                pipeline_class, rule.flag_values).items() if name in (rule.flag_values or {})}
+        except services.ProcessInputError as exc:
+            errors.setdefault('flag_values', []).append(exc.message)
+        try:
+            typed = services.resolve_options(rule.pipeline, pipeline_class, rule.option_values)
+            rule.option_values = {name: typed[name] for name in rule.option_values or {}}
+        except services.ProcessInputError as exc:
+            errors.setdefault('option_values', []).append(exc.message)
+            if exc.option:
+                option_errors.setdefault(exc.option, []).append(exc.message)
     if rule.trigger == PipelineRule.RUN_SUCCEEDED:
         if rule.after_pipeline not in registry.pipelines():
-            problems.append(f'A chain rule follows a registered pipeline; "{rule.after_pipeline}" is not one.')
-        else:
+            errors.setdefault('after_pipeline', []).append(
+                f'A chain rule follows a registered pipeline; "{rule.after_pipeline}" is not one.')
+        elif pipeline_class is not None:
             loop = chain_loop(rule)
             if loop:
-                problems.append(f'This chain would run forever: {" → ".join(loop)}. Remove one of these rules first.')
-    return problems
+                errors.setdefault('after_pipeline', []).append(
+                    f'This chain would run forever: {" → ".join(loop)}. Remove one of these rules first.')
+    for name, choices in (('trigger', PipelineRule.TRIGGERS), ('inputs', PipelineRule.INPUTS)):
+        allowed = [value for value, _ in choices]
+        if getattr(rule, name) not in allowed:
+            errors.setdefault(name, []).append(f'Choose one of: {", ".join(allowed)}.')
+    return RuleInputError(errors, option_errors) if errors else None
 
 
 def chain_loop(rule: PipelineRule) -> list[str] | None:
@@ -88,8 +127,15 @@ def chain_loop(rule: PipelineRule) -> list[str] | None:
     return None
 
 
+def rules_on(rules: QuerySet, target_id: int) -> QuerySet:
+    """The rules among ``rules`` whose scope covers the target: it alone, a group holding it, or every target."""
+    return rules.filter(Q(target=None, target_list=None) | Q(target_id=target_id)
+                        | Q(target_list__targets__id=target_id)).distinct()
+
+
 def matches(rule: PipelineRule, product: DataProduct) -> bool:
-    """Whether ``product`` is input the rule takes: its type, its file suffix, and a file its pipeline accepts."""
+    """Whether ``product`` is input the rule takes: its type, its file suffix, a file its pipeline accepts
+    and, when the rule names a header keyword, a FITS header with that keyword (and value)."""
     name = product.data.name if product.data else ''
     if not name:
         return False
@@ -98,15 +144,103 @@ def matches(rule: PipelineRule, product: DataProduct) -> bool:
     if rule.suffix and not name.lower().endswith(rule.suffix.lower()):
         return False
     try:
-        return registry.get(rule.pipeline).accepts_file_name(name)
+        if not registry.get(rule.pipeline).accepts_file_name(name):
+            return False
     except registry.UnknownPipeline:
         return False
+    if rule.header_keyword:
+        from tom_education.pipelines.fitsio import header_value
+
+        try:
+            with product.data.open('rb') as handle:
+                found = header_value(handle, rule.header_keyword)
+        except OSError:
+            return False
+        if found is None or (rule.header_value and _folded(found) != _folded(rule.header_value)):
+            return False
+    return True
+
+
+def _folded(text: str) -> str:
+    return ' '.join(text.split()).casefold()
 
 
 def _owner_may_view(rule: PipelineRule, target: Any) -> bool:
     from tom_education import services
 
     return services.may_view_target(rule.owner, target)
+
+
+def visible_rules(user: Any) -> QuerySet:
+    """The rules ``user`` may see and change: their own (every rule for a superuser, as in the admin)."""
+    rules = PipelineRule.objects.select_related('owner', 'target', 'target_list')
+    return rules if user.is_superuser else rules.filter(owner=user)
+
+
+#: The fields of a rule its author sets (the rest is kept by the app).
+RULE_FIELDS = ('name', 'target', 'target_list', 'pipeline', 'flag_values', 'option_values', 'trigger',
+               'after_pipeline', 'data_product_type', 'suffix', 'header_keyword', 'header_value', 'inputs',
+               'quiet_period', 'paused')
+
+
+def save_rule(user: Any, values: dict[str, Any], rule: PipelineRule | None = None) -> PipelineRule:
+    """Create a rule owned by ``user``, or change ``rule``, from ``values`` (any of :data:`RULE_FIELDS`).
+
+    ``target`` and ``target_list`` are primary keys (or None). A target the author may not view is
+    refused as if it did not exist. Raises :class:`RuleInputError`; nothing is saved then.
+    """
+    from tom_targets.models import TargetList
+
+    from tom_education import services
+
+    rule = rule or PipelineRule(owner=user)
+    errors: dict[str, list[str]] = {}
+    for name, value in values.items():
+        if name == 'target':
+            found = services.visible_targets(user).filter(pk=services.parse_pk(value)).first() if value else None
+            if value and found is None:
+                errors['target'] = [f'Target {value} does not exist or you may not view it.']
+            rule.target = found
+        elif name == 'target_list':
+            found = TargetList.objects.filter(pk=services.parse_pk(value)).first() if value else None
+            if value and found is None:
+                errors['target_list'] = [f'Target list {value} does not exist.']
+            rule.target_list = found
+        elif name in RULE_FIELDS:
+            setattr(rule, name, value)
+    if rule.trigger == PipelineRule.NEW_DATA:
+        rule.after_pipeline = ''
+    problems = rule_errors(rule)
+    if problems or errors:
+        raise RuleInputError({**(problems.errors if problems else {}), **errors},
+                             problems.option_errors if problems else None)
+    rule.save()
+    return rule
+
+
+def set_paused(rule: PipelineRule, paused: bool) -> None:
+    """Pause a rule (it records and fires nothing) or resume it.
+
+    Arrivals recorded before the pause are kept: they make their run after the rule is resumed and
+    has been quiet for its quiet period, so pausing never loses a night's frames.
+    """
+    PipelineRule.objects.filter(pk=rule.pk).update(paused=paused)
+    rule.paused = paused
+
+
+def with_last_run(rules: QuerySet, limit: int) -> list[PipelineRule]:
+    """The first ``limit`` rules, each with ``last_run``: the newest run it started, or None (two queries)."""
+    newest = PipelineProcess.objects.filter(triggered_by_rule=OuterRef('pk')).order_by('-created', '-pk')
+    listed = list(rules.annotate(last_run_pk=Subquery(newest.values('pk')[:1]))[:limit])
+    runs = PipelineProcess.objects.in_bulk([rule.last_run_pk for rule in listed if rule.last_run_pk])
+    for rule in listed:
+        rule.last_run = runs.get(rule.last_run_pk)
+    return listed
+
+
+def rule_runs(rule: PipelineRule) -> QuerySet:
+    """The runs a rule started, newest first."""
+    return PipelineProcess.objects.filter(triggered_by_rule=rule).order_by('-created', '-pk')
 
 
 # --- arrivals ----------------------------------------------------------------------------------
@@ -119,8 +253,8 @@ def record_arrival(sender: Any, instance: DataProduct, **kwargs: Any) -> None:
     if kwargs.get('raw') or not instance.data or outputs.saving_outputs.get():
         return
     try:
-        rules = PipelineRule.objects.filter(paused=False, trigger=PipelineRule.NEW_DATA).filter(
-            Q(target=None) | Q(target_id=instance.target_id)).select_related('owner')
+        rules = rules_on(PipelineRule.objects.filter(paused=False, trigger=PipelineRule.NEW_DATA),
+                         instance.target_id).select_related('owner')
         for rule in rules:
             if matches(rule, instance) and _owner_may_view(rule, instance.target):
                 try:
@@ -238,9 +372,9 @@ def start_chained_runs(sender: Any, process_pk: int, state: str, **kwargs: Any) 
     process = PipelineProcess.objects.select_related('target').filter(pk=process_pk).first()
     if process is None:
         return
-    rules = PipelineRule.objects.filter(paused=False, trigger=PipelineRule.RUN_SUCCEEDED,
-                                        after_pipeline=process.pipeline).filter(
-        Q(target=None) | Q(target_id=process.target_id)).select_related('owner')
+    rules = rules_on(PipelineRule.objects.filter(paused=False, trigger=PipelineRule.RUN_SUCCEEDED,
+                                                 after_pipeline=process.pipeline),
+                     process.target_id).select_related('owner')
     outputs = list(process.output_files.all())
     for rule in rules:
         if process.chain_depth + 1 > MAX_CHAIN_DEPTH:

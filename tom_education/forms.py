@@ -66,3 +66,62 @@ class RunForm:
         if pipeline == self.pipeline and option in self.options:
             return self.options[option]
         return '' if default is None else str(default)
+
+
+@dataclass
+class RuleForm:
+    """The automatic-run rule form of the target page and of a rule's page, as posted.
+
+    ``values`` are the fields for ``automation.save_rule`` (which judges them); ``errors`` what could
+    not even be read (a quiet period that is not a number).
+    """
+
+    values: dict[str, Any] = field(default_factory=lambda: {
+        'trigger': 'data', 'inputs': 'new', 'quiet_period': 120.0, 'name': ''})
+    run: RunForm = field(default_factory=RunForm)
+    scope: str = 'target'
+    errors: dict[str, list[str]] = field(default_factory=dict)
+    #: the option whose value was refused, so its field shows the message
+    error_option: str = ''
+
+    @classmethod
+    def from_post(cls, data: QueryDict, target_pk: int | None) -> RuleForm:
+        """``target_pk``: the target the form offers as "only this target"."""
+        run = RunForm.from_post(data)
+        scope = data.get('scope', 'target')
+        values: dict[str, Any] = {
+            'name': data.get('name', '').strip(),
+            'pipeline': run.pipeline,
+            'flag_values': run.flags,
+            'option_values': run.options,
+            'trigger': data.get('trigger', ''),
+            'after_pipeline': data.get('after_pipeline', ''),
+            'data_product_type': data.get('data_product_type', ''),
+            'suffix': data.get('suffix', '').strip(),
+            'header_keyword': data.get('header_keyword', '').strip().upper(),
+            'header_value': data.get('header_value', '').strip(),
+            'inputs': data.get('inputs', ''),
+            'paused': 'paused' in data,
+            'target': target_pk if scope == 'target' else None,
+            'target_list': data.get('target_list') or None if scope == 'list' else None,
+        }
+        errors = {}
+        if scope == 'list' and not values['target_list']:
+            errors['target_list'] = ['Choose the target list.']
+        try:
+            values['quiet_period'] = float(data.get('quiet_period', ''))
+        except ValueError:
+            errors['quiet_period'] = ['The quiet period is a number of seconds, e.g. 120.']
+        return cls(values=values, run=run, scope=scope, errors=errors)
+
+    @classmethod
+    def from_rule(cls, rule: Any) -> RuleForm:
+        """The form showing a saved rule."""
+        options = {name: '' if value is None else str(value) for name, value in rule.option_values.items()}
+        scope = 'list' if rule.target_list_id else 'target' if rule.target_id else 'all'
+        values = {name: getattr(rule, name) for name in (
+            'name', 'trigger', 'after_pipeline', 'data_product_type', 'suffix', 'header_keyword', 'header_value',
+            'inputs', 'quiet_period', 'paused')}
+        values['target_list'] = rule.target_list_id
+        return cls(values=values, run=RunForm(pipeline=rule.pipeline, flags=dict(rule.flag_values), options=options),
+                   scope=scope)

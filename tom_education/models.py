@@ -412,7 +412,11 @@ class PipelineRule(models.Model):
     name = models.CharField(max_length=200)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name='pipeline_rules')
     target = models.ForeignKey('tom_targets.BaseTarget', null=True, blank=True, on_delete=models.CASCADE,
-                               related_name='pipeline_rules', help_text='Empty: every target the owner may view')
+                               related_name='pipeline_rules',
+                               help_text='Only this target (empty, no target list: every target the owner may view)')
+    target_list = models.ForeignKey('tom_targets.TargetList', null=True, blank=True, on_delete=models.CASCADE,
+                                    related_name='pipeline_rules', verbose_name='target list (group)',
+                                    help_text='Only the targets of this group')
     pipeline = models.CharField(max_length=100, help_text='The registered name of the pipeline to run')
     flag_values = models.JSONField(default=dict, blank=True)
     option_values = models.JSONField(default=dict, blank=True)
@@ -423,6 +427,10 @@ class PipelineRule(models.Model):
                                          help_text='Match only products of this type (empty: any)')
     suffix = models.CharField(max_length=32, blank=True, default='',
                               help_text='Match only files ending in this (empty: any the pipeline accepts)')
+    header_keyword = models.CharField(max_length=70, blank=True, default='',
+                                      help_text='Match only FITS files whose header has this keyword (e.g. FILTER)')
+    header_value = models.CharField(max_length=70, blank=True, default='',
+                                    help_text='... with this value (case and spaces ignored; empty: any value)')
     inputs = models.CharField(max_length=8, choices=INPUTS, default=ONLY_NEW)
     quiet_period = models.FloatField(default=120.0,
                                      help_text='Seconds without a new arrival before the arrivals make one run')
@@ -437,14 +445,28 @@ class PipelineRule(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def get_absolute_url(self) -> str:
+        return reverse('tom_education:rule_detail', kwargs={'pk': self.pk})
+
+    @property
+    def matching_description(self) -> str:
+        """Which products the rule takes, in words: "FITS files of type fits_file with FILTER = V"."""
+        what = f'files ending in {self.suffix}' if self.suffix else 'files the pipeline accepts'
+        if self.data_product_type:
+            what += f' of type {self.data_product_type}'
+        if self.header_keyword:
+            what += f' with {self.header_keyword} = {self.header_value}' if self.header_value else \
+                f' with a {self.header_keyword} keyword'
+        return what
+
     def clean(self) -> None:
         from django.core.exceptions import ValidationError
 
         from tom_education import automation
 
-        problems = automation.rule_problems(self)
+        problems = automation.rule_errors(self)
         if problems:
-            raise ValidationError(problems)
+            raise ValidationError(problems.errors)
 
 
 class RuleArrival(models.Model):

@@ -7,7 +7,7 @@ from typing import Any
 from tom_dataproducts import models as dataproduct_models
 from tom_targets.models import Target
 
-from tom_education import registry, services
+from tom_education import automation, registry, services
 from tom_education.forms import RunForm, flag_field_name, option_field_name
 
 
@@ -70,6 +70,7 @@ def run_form_context(user: Any, target: Target, form: RunForm | None = None, err
         'tom_education_error': '' if error_option else error,
         'tom_education_error_field': error_field,
         **target_processes_context(user, target),
+        **target_rules_context(user, target),
     }
 
 
@@ -92,3 +93,9 @@ def target_tab_context(context: dict[str, Any]) -> dict[str, Any]:
     if target is None or request is None or not request.user.is_authenticated:
         return {'tom_education_target': None}
     return run_form_context(request.user, target)
+
+
+def target_rules_context(user: Any, target: Target) -> dict[str, Any]:
+    """The automatic-run rules of the user (all for a superuser) whose scope covers the target, with their last run."""
+    rules = automation.with_last_run(automation.rules_on(automation.visible_rules(user), target.pk), limit=50)
+    return {'tom_education_rules': rules}

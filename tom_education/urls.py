@@ -16,6 +16,10 @@ urlpatterns = [
     path('pipeline/<int:pk>/rerun/', views.ProcessRerunView.as_view(), name='process_rerun'),
     path('pipeline/target/<int:pk>/run/', views.TargetRunView.as_view(), name='target_run'),
     path('pipeline/target/<int:pk>/processes/', views.TargetProcessesView.as_view(), name='target_processes'),
+    path('pipeline/target/<int:pk>/rules/new/', views.TargetRuleCreateView.as_view(), name='rule_create'),
+    path('pipeline/rule/<int:pk>/', views.RuleDetailView.as_view(), name='rule_detail'),
+    path('pipeline/rule/<int:pk>/pause/', views.RulePauseView.as_view(), name='rule_pause'),
+    path('pipeline/rule/<int:pk>/delete/', views.RuleDeleteView.as_view(), name='rule_delete'),
     # the OpenAPI schema of this app's endpoints only (tom_base's own API is not described by it)
     path('api/pipeline-schema/', SpectacularAPIView.as_view(urlconf='tom_education.api_urls'), name='api_schema'),
 ]
@@ -24,3 +28,4 @@ urlpatterns = [
 router = SharedAPIRootRouter()
 router.register(r'pipelines', api.PipelineViewSet, 'pipelines')
 router.register(r'pipelineprocesses', api.ProcessViewSet, 'pipelineprocesses')
+router.register(r'pipelinerules', api.RuleViewSet, 'pipelinerules')

@@ -13,15 +13,16 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
 from django.views.generic import DetailView, ListView
 from tom_targets.models import Target
 
-from tom_education import registry, services
+from tom_education import automation, registry, services
 from tom_education.downloads import OutputFileMissing, output_file_response
-from tom_education.forms import RunForm
-from tom_education.models import ASYNC_STATUS_FAILED, STATE_CHOICES, PipelineProcess
-from tom_education.tabs import run_form_context, target_processes_context
+from tom_education.forms import RuleForm, RunForm
+from tom_education.models import ASYNC_STATUS_FAILED, STATE_CHOICES, PipelineProcess, PipelineRule
+from tom_education.tabs import pipeline_choices, run_form_context, target_processes_context
 
 #: Log lines the process page shows when it opens (the most recent ones).
 PAGE_LOG_LINES = 2000
@@ -70,6 +71,8 @@ class ProcessDetailView(VisibleProcessMixin, DetailView):
             'waiting': services.waiting_reason(process),
             'may_cancel': process.is_active and services.may_cancel(user, process),
             'show_traceback': bool(process.traceback) and services.may_cancel(user, process),
+            'may_see_rule': bool(process.triggered_by_rule_id) and automation.visible_rules(user).filter(
+                pk=process.triggered_by_rule_id).exists(),
         })
         return context
 
@@ -212,3 +215,111 @@ class ProcessListView(LoginRequiredMixin, ListView):
             'filter_query': query.urlencode(),
         })
         return context
+
+
+# --- automatic-run rules ------------------------------------------------------------------------
+
+def rule_form_context(user: Any, form: RuleForm, rule: PipelineRule | None, target: Target | None) -> dict[str, Any]:
+    """What the rule form needs: the pipelines with their flags and options, and the choices of each field."""
+    from tom_dataproducts import models as dataproduct_models
+    from tom_targets.models import TargetList
+
+    option_errors = form.errors.get('option_values', [''])
+    return {
+        'rule': rule,
+        'target': target,
+        'form': form,
+        'errors': form.errors,
+        'pipelines': pipeline_choices(form.run, option_errors[0], form.error_option),
+        'error_messages': [message for messages in form.errors.values() for message in messages],
+        'pipeline_names': list(registry.pipelines()),
+        'triggers': PipelineRule.TRIGGERS,
+        'input_choices': PipelineRule.INPUTS,
+        'product_types': list(dataproduct_models.DATA_TYPE_CHOICES),
+        'target_lists': TargetList.objects.order_by('name'),
+    }
+
+
+def _rule_page(request: HttpRequest, form: RuleForm, rule: PipelineRule | None, target: Target | None,
+               status: int = 200) -> HttpResponse:
+    context = rule_form_context(request.user, form, rule, target)
+    if rule is not None:
+        context['runs'] = automation.rule_runs(rule).filter(
+            target__in=services.visible_targets(request.user)).select_related('target')[:20]
+    return render(request, 'tom_education/rule.html', context, status=status)
+
+
+def _save_rule(request: HttpRequest, rule: PipelineRule | None, target: Target | None) -> HttpResponse:
+    form = RuleForm.from_post(request.POST, target.pk if target else None)
+    if not form.errors:
+        try:
+            saved = automation.save_rule(request.user, form.values, rule)
+        except automation.RuleInputError as exc:
+            form.errors = exc.errors
+            form.error_option = next(iter(exc.option_errors), '')
+        else:
+            messages.success(request, f'Rule "{saved.name}" saved.')
+            return redirect(saved)
+    return _rule_page(request, form, rule, target, status=400)
+
+
+class TargetRuleCreateView(LoginRequiredMixin, View):
+    """``/pipeline/target/<pk>/rules/new/``: a new automatic-run rule, from the target's Pipelines tab."""
+
+    def get(self, request: HttpRequest, pk: int) -> HttpResponse:
+        target = get_visible(services.visible_targets(request.user), pk)
+        return _rule_page(request, RuleForm(), None, target)
+
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        return _save_rule(request, None, get_visible(services.visible_targets(request.user), pk))
+
+
+class VisibleRuleMixin(LoginRequiredMixin):
+    def get_rule(self) -> PipelineRule:
+        return get_visible(automation.visible_rules(self.request.user), self.kwargs['pk'])
+
+    def rule_target(self, rule: PipelineRule) -> Target | None:
+        """The rule's one target, if the user may still view it."""
+        if rule.target_id is None:
+            return None
+        return services.visible_targets(self.request.user).filter(pk=rule.target_id).first()
+
+
+class RuleDetailView(VisibleRuleMixin, View):
+    """``/pipeline/rule/<pk>/``: what a rule does, what it started, its last error; edit it."""
+
+    def get(self, request: HttpRequest, pk: int) -> HttpResponse:
+        rule = self.get_rule()
+        return _rule_page(request, RuleForm.from_rule(rule), rule, self.rule_target(rule))
+
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        rule = self.get_rule()
+        return _save_rule(request, rule, self.rule_target(rule))
+
+
+def _back(request: HttpRequest, default: str) -> HttpResponse:
+    """Back where the button was (a page of this site), else ``default``."""
+    target = request.POST.get('next', '')
+    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        return redirect(target)
+    return redirect(default)
+
+
+class RulePauseView(VisibleRuleMixin, View):
+    """Pause (``paused=1``) or resume a rule."""
+
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        rule = self.get_rule()
+        automation.set_paused(rule, request.POST.get('paused') == '1')
+        return _back(request, rule.get_absolute_url())
+
+
+class RuleDeleteView(VisibleRuleMixin, View):
+    """Delete a rule; the runs it started stay."""
+
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        rule = self.get_rule()
+        default = f'/targets/{rule.target_id}/' if rule.target_id else '/pipelines/'
+        rule.delete()
+        messages.success(request, f'Rule "{rule.name}" deleted.')
+        return _back(request, default)

@@ -13,6 +13,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 import numpy as np
 from astropy.io import fits
@@ -103,6 +104,24 @@ def read_frame_info(path: Path, name: str) -> FrameInfo:
         shape = (int(header['NAXIS2']), int(header['NAXIS1']))
         return FrameInfo(name, Path(path), index, shape, header, observation_time(header, name),
                          celestial_wcs(header))
+
+
+def header_value(handle: BinaryIO, keyword: str) -> str | None:
+    """The value of ``keyword`` in the header of a FITS file's image, as text; None when it is absent
+    or the file is not FITS. Reads headers only (automatic-run rules match on it at every upload).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', AstropyUserWarning)
+        try:
+            with fits.open(handle, lazy_load_hdus=True) as hdus:
+                index = _image_index(hdus)
+                header = _merged_header(hdus, 0 if index is None else index)
+                value = header.get(keyword.strip())
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+    if value is None:
+        return None
+    return f'{value:g}' if isinstance(value, float) else str(value)
 
 
 def read_pixels(frame: FrameInfo) -> np.ndarray:
