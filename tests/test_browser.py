@@ -187,3 +187,39 @@ def test_options_are_typed_fields_with_inline_errors_and_the_bar_runs_to_the_end
     expect(bar).to_have_attribute('aria-valuenow', '100')
     expect(page.locator('.tom-education-progress-text')).to_contain_text('20 / 20 (100%)')
     assert PipelineProcess.objects.get().option_values['fps'] == 12
+
+
+def test_a_rule_made_in_the_pipelines_tab_runs_by_itself_when_data_arrive(page, worker, target):
+    open_pipelines_tab(page, target)
+    page.get_by_role('link', name='New rule').click()
+    page.wait_for_url('**/rules/new/')
+    page.get_by_label('Name', exact=True).fill('every new frame')
+    after = page.get_by_label('After a successful run of')
+    expect(after).to_be_hidden()  # only chains follow another pipeline
+    page.get_by_label('When', exact=True).select_option('run')
+    expect(after).to_be_visible()
+    page.get_by_label('When', exact=True).select_option('data')
+    page.get_by_label('Pipeline', exact=True).select_option('Tunable')
+    options = page.locator('fieldset[data-pipeline="Tunable"]')
+    options.get_by_label('Frames per second').fill('15')
+    page.get_by_label('File name ends in').fill('.fits')
+    page.get_by_label('Quiet period (seconds)').fill('1')
+    page.get_by_role('button', name='Save rule').click()
+    expect(page.locator('#tom-education-rule-state')).to_have_text('Active')
+    expect(page.locator('#tom-education-rule-summary')).to_contain_text('When new files ending in .fits arrive')
+
+    make_product(target, 'night1.fits')  # as a facility module or a script would save it
+    # the worker's periodic check fires the rule once the arrivals have been quiet for 1 s
+    run = None
+    for _ in range(120):
+        run = PipelineProcess.objects.filter(triggered_by_rule__name='every new frame').first()
+        if run is not None and run.is_final:
+            break
+        page.wait_for_timeout(500)
+    assert run is not None and run.state == 'created', run and run.failure_message
+    assert run.option_values['fps'] == 15 and run.created_by.username == 'owner'
+    page.reload()
+    expect(page.get_by_role('link', name=run.pipeline)).to_be_visible()
+    screenshot(page, 'automatic_run_rule.png')
+    page.get_by_role('button', name='Pause').click()
+    expect(page.locator('#tom-education-rule-state')).to_have_text('Paused')

@@ -35,6 +35,7 @@ def test_a_rule_is_made_on_the_target_page_and_shown_in_its_pipelines_tab(client
     assert f'href="{new_rule_url}"' in tab and 'No rule runs a pipeline here by itself' in tab
     form = client.get(new_rule_url).content.decode()
     assert 'name="option::Tunable::fps"' in form and 'name="header_keyword"' in form
+    assert '{#' not in form and '{%' not in form  # no template syntax shown as text
     reply = client.post(new_rule_url, NEW_RULE)
     (rule,) = PipelineRule.objects.all()
     assert reply.status_code == 302 and reply['Location'] == rule.get_absolute_url()
