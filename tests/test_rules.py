@@ -47,6 +47,7 @@ def test_a_rule_is_made_on_the_target_page_and_shown_in_its_pipelines_tab(client
     tab = client.get(f'/targets/{target.pk}/').content.decode()
     assert rule.get_absolute_url() in tab and 'When new files ending in .fits with FILTER = V arrive' in tab
     assert 'never fired' in tab
+    assert rule.get_absolute_url() in client.get('/pipelines/').content.decode()  # with every rule of the user
 
 
 def test_the_rule_form_refuses_what_services_refuse_and_keeps_what_was_typed(client, user, target):
@@ -74,6 +75,7 @@ def test_a_rule_is_paused_changed_and_deleted_from_its_page_by_its_owner_only(cl
         assert client.post(url, {'paused': '1', **NEW_RULE}).status_code == 404  # as if it did not exist
     tab = client.get(f'/targets/{target.pk}/').content.decode()
     assert 'my nightly frames' not in tab and rule.get_absolute_url() not in tab
+    assert rule.get_absolute_url() not in client.get('/pipelines/').content.decode()
     client.force_login(user)
     client.post(reverse('tom_education:rule_pause', kwargs={'pk': rule.pk}),
                 {'paused': '1', 'next': f'/targets/{target.pk}/'})

@@ -210,6 +210,7 @@ class ProcessListView(LoginRequiredMixin, ListView):
                 services.visible_processes(self.request.user).order_by().values_list('pipeline', flat=True).distinct()
             )),
             'any_active': any(process.is_active for process in context['processes']),
+            'rules': automation.with_last_run(automation.visible_rules(self.request.user), limit=100),
             'current_state': self.request.GET.get('state', ''),
             'current_pipeline': self.request.GET.get('pipeline', ''),
             'filter_query': query.urlencode(),
