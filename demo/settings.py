@@ -23,7 +23,8 @@ INSTALLED_APPS = TOMTOOLKIT_INSTALLED_APPS + [  # noqa: F405
     'demo',
 ]
 SITE_ID = 1
-MIDDLEWARE = TOMTOOLKIT_MIDDLEWARE  # noqa: F405
+# tom_education's UploaderMiddleware lets automatic-run rules ignore uploads by users who may not view the target
+MIDDLEWARE = [*TOMTOOLKIT_MIDDLEWARE, 'tom_education.middleware.UploaderMiddleware']  # noqa: F405
 ROOT_URLCONF = 'demo.urls'
 WSGI_APPLICATION = 'demo.wsgi.application'
 TEMPLATES = [

@@ -161,8 +161,8 @@ def small_telescope_frames(folder: Path, count: int, *, target_flux: float = 600
                            sky: float = 40.0, gain: float = 200.0, read_noise: float = 0.0, quantise: bool = True,
                            transparency: np.ndarray | None = None, wcs_offset: tuple[float, float] = (0.0, 0.0),
                            star_factors: np.ndarray | None = None, size: int = 320, exptime: float = 60.0,
-                           seed: int = 12, extra_header: dict | None = None,
-                           filters: tuple[str, ...] = ('V',)) -> tuple[list[Path], dict]:
+                           seed: int = 12, extra_header: dict | None = None, filters: tuple[str, ...] = ('V',),
+                           days: np.ndarray | None = None) -> tuple[list[Path], dict]:
     """Frames with the conditions of issue 12, and the truth they were made from.
 
     Gaussian stars of ``fwhm`` px; photon noise with a ``gain`` (e-/ADU) that the header does NOT
@@ -172,7 +172,7 @@ def small_telescope_frames(folder: Path, count: int, *, target_flux: float = 600
     ``transparency[i]`` in frame i (clouds), and star j's by ``star_factors[i, j]`` (a variable; the
     target is star 0, then :data:`FIELD_STARS` in order). The WCS puts the target at the image centre; the star
     is drawn ``wcs_offset`` px (x, y) away from it, as when a plate solution is off. Frame i is
-    taken in ``filters[i % len(filters)]``.
+    taken in ``filters[i % len(filters)]``, ``days[i]`` days after the first (default: one every 3 minutes).
     Returns the paths and ``{'x', 'y'}`` (the target's true 0-based pixel position), ``'flux'``
     (the flux of every star in every frame, frames x stars, the target first) and ``'positions'``.
     """
@@ -211,7 +211,8 @@ def small_telescope_frames(folder: Path, count: int, *, target_flux: float = 600
         data = electrons / gain
         data = np.clip(np.round(data), 0, 255).astype(np.uint8) if quantise else data.astype(np.float32)
         header = wcs.to_header()
-        header['DATE-OBS'] = (start + index * 180 * units.s).isot
+        offset = index * 180 * units.s if days is None else days[index] * units.day
+        header['DATE-OBS'] = (start + offset).isot
         header.update({'EXPTIME': exptime, 'FILTER': filters[index % len(filters)], 'TELESCOP': 'Small 0.4 m',
                        'INSTRUME': 'CCD', 'OBJECT': 'constant star', **(extra_header or {})})
         path = folder / f'small_{index:03d}.fits'

@@ -25,7 +25,7 @@ from django.db.models import Max, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 from tom_dataproducts.models import DataProduct
 
-from tom_education import outputs, registry
+from tom_education import middleware, outputs, registry
 from tom_education.models import (
     ASYNC_STATUS_CREATED,
     PipelineProcess,
@@ -165,10 +165,14 @@ def _folded(text: str) -> str:
     return ' '.join(text.split()).casefold()
 
 
-def _owner_may_view(rule: PipelineRule, target: Any) -> bool:
+def _may_view(user: Any, target: Any) -> bool:
     from tom_education import services
 
-    return services.may_view_target(rule.owner, target)
+    return services.may_view_target(user, target)
+
+
+def _owner_may_view(rule: PipelineRule, target: Any) -> bool:
+    return _may_view(rule.owner, target)
 
 
 def visible_rules(user: Any) -> QuerySet:
@@ -248,9 +252,16 @@ def rule_runs(rule: PipelineRule) -> QuerySet:
 def record_arrival(sender: Any, instance: DataProduct, **kwargs: Any) -> None:
     """``post_save`` of a data product: note it for every active rule it matches. Never fails the save.
 
-    A run's own outputs are not arrivals (a chain rule reacts to them), so no rule can fire itself.
+    A run's own outputs are not arrivals (a chain rule reacts to them), so no rule can fire itself;
+    nor is a product saved in a request by a user who may not view its target (tom_base's upload
+    page lets any signed-in user name any target).
     """
     if kwargs.get('raw') or not instance.data or outputs.saving_outputs.get():
+        return
+    in_request, uploader = middleware.current_uploader()
+    if in_request and (uploader is None or not _may_view(uploader, instance.target)):
+        logger.warning('tom_education: data product %s was saved by %s, who may not view target %s: no '
+                       'automatic-run rule takes it', instance.pk, uploader, instance.target_id)
         return
     try:
         rules = rules_on(PipelineRule.objects.filter(paused=False, trigger=PipelineRule.NEW_DATA),

@@ -72,3 +72,18 @@ def check_time_limits(app_configs: Any = None, **kwargs: Any) -> list[CheckMessa
             id='tom_education.W002',
         ))
     return messages
+
+
+UPLOADER_MIDDLEWARE = 'tom_education.middleware.UploaderMiddleware'
+
+
+@register('tom_education')
+def check_uploader_middleware(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    if UPLOADER_MIDDLEWARE in getattr(settings, 'MIDDLEWARE', []):
+        return []
+    return [Warning(
+        f'{UPLOADER_MIDDLEWARE} is not in MIDDLEWARE: automatic-run rules cannot tell who uploaded a data '
+        'product, and tom_base\'s upload page accepts files for targets the uploader may not view.',
+        hint=f'Add "{UPLOADER_MIDDLEWARE}" at the end of MIDDLEWARE.',
+        id='tom_education.W005',
+    )]
