@@ -68,6 +68,11 @@ def variable_flux(index: int, count: int) -> float:
     return float(VARIABLE_MEAN_FLUX * (1.0 + VARIABLE_AMPLITUDE * np.sin(2.0 * np.pi * phase)))
 
 
+def variable_period_days(count: int, cadence_minutes: float = 20.0) -> float:
+    """The period (days) of the variable star in ``count`` frames taken ``cadence_minutes`` apart."""
+    return max(count - 1, 1) / VARIABLE_CYCLES * cadence_minutes / 1440.0
+
+
 def build_wcs(size: int, ra: float, dec: float) -> WCS:
     """Build the TAN WCS shared by every frame.
 

@@ -1,4 +1,6 @@
 """The demo TOM's data and pipelines: the light curve of the seeded variable star follows the injected one."""
+import json
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -7,10 +9,11 @@ from django.core.management import call_command
 from tom_dataproducts.models import DataProduct, PhotometryReducedDatum
 from tom_targets.models import Target
 
-from demo.frames import OBJECT_NAME, variable_flux
+from demo.frames import OBJECT_NAME, variable_flux, variable_period_days
 from tests.conftest import wait_final
+from tests.test_automation import wait_for_runs
 from tom_education import services
-from tom_education.models import ASYNC_STATUS_CREATED
+from tom_education.models import ASYNC_STATUS_CREATED, PipelineProcess, PipelineRule
 
 pytestmark = pytest.mark.django_db(transaction=True)
 FRAMES = 8
@@ -18,7 +21,9 @@ FRAMES = 8
 
 @pytest.fixture
 def demo_target(db):
+    """The seeded target, its rules paused: these tests start their own runs and count their outputs."""
     call_command('seed_demo', '--frames', str(FRAMES))
+    PipelineRule.objects.update(paused=True)
     return Target.objects.get(name=OBJECT_NAME)
 
 
@@ -59,3 +64,21 @@ def test_frame_statistics_pipeline_reports_each_frame(worker, demo_target):
     rows = table.data.read().decode().splitlines()
     assert rows[0] == 'file,median,std' and len(rows) == FRAMES + 1
     assert all(95 < float(row.split(',')[1]) < 105 for row in rows[1:])
+
+
+def test_the_demo_rules_turn_the_seeded_frames_into_a_light_curve_and_a_period(worker):
+    """What ``scripts/demo`` shows: with a worker running, the seeded frames make a period by themselves."""
+    call_command('seed_demo')  # its default number of frames, as scripts/demo runs it
+    frames = DataProduct.objects.filter(data_product_type='fits_file').count()
+    (photometry,) = wait_for_runs(PipelineProcess.objects.filter(triggered_by_rule__name='Light curve of new frames'),
+                                  1, timeout=300)
+    assert photometry.state == ASYNC_STATUS_CREATED, photometry.failure_message
+    assert photometry.input_files.count() == frames
+    (periods,) = wait_for_runs(PipelineProcess.objects.filter(triggered_by_process=photometry), 1, timeout=300)
+    assert periods.state == ASYNC_STATUS_CREATED, periods.failure_message
+    result = json.loads(periods.output_reduced_data()['ReducedDatum'].get().value['text'])
+    injected = variable_period_days(frames)
+    assert abs(result['period'] - injected) < 3 * result['period_error'], (result['period'], injected)
+    call_command('seed_demo')  # seeding again adds no rule, no frame and no run
+    assert PipelineRule.objects.count() == 2 and DataProduct.objects.filter(data_product_type='fits_file').count() \
+        == frames
