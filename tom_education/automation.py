@@ -20,7 +20,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.db.models import Max, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 from tom_dataproducts.models import DataProduct
@@ -376,16 +376,37 @@ def _start(rule: PipelineRule, target: Any, inputs: list[DataProduct], note: str
     return process
 
 
-def start_chained_runs(sender: Any, process_pk: int, state: str, **kwargs: Any) -> None:
-    """``run_finished``: start the chain rules that follow a run that succeeded, on its outputs."""
+def _followed(pipeline: str | None) -> bool:
+    """Whether an active chain rule follows ``pipeline``: one prepared look-up, as the ORM's ``exists()``
+    costs more to compose than to run and this runs after every successful run."""
+    connection = connections[router.db_for_read(PipelineRule)]
+    quote = connection.ops.quote_name
+    meta = PipelineRule._meta
+    sql = (f'SELECT 1 FROM {quote(meta.db_table)} WHERE {quote("after_pipeline")} = %s AND {quote("trigger")} = %s '
+           f'AND {quote("paused")} = %s LIMIT 1')
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [pipeline, PipelineRule.RUN_SUCCEEDED, False])
+        return cursor.fetchone() is not None
+
+
+def start_chained_runs(sender: Any, process_pk: int, state: str, pipeline: str | None = None,
+                       **kwargs: Any) -> None:
+    """``run_finished``: start the chain rules that follow a run that succeeded, on its outputs.
+
+    Every successful run of every pipeline comes through here, and most have no rule after them:
+    that case is one look-up of the (small) rules table, nothing more.
+    """
     if state != ASYNC_STATUS_CREATED:
         return  # a failed run fires nothing, so a failing pipeline never loops through a rule
+    if pipeline is None:  # sent by other code than the runner, which says which pipeline ran
+        pipeline = PipelineProcess.objects.filter(pk=process_pk).values_list('pipeline', flat=True).first()
+    if not _followed(pipeline):
+        return
+    following = PipelineRule.objects.filter(paused=False, trigger=PipelineRule.RUN_SUCCEEDED, after_pipeline=pipeline)
     process = PipelineProcess.objects.select_related('target').filter(pk=process_pk).first()
     if process is None:
         return
-    rules = rules_on(PipelineRule.objects.filter(paused=False, trigger=PipelineRule.RUN_SUCCEEDED,
-                                                 after_pipeline=process.pipeline),
-                     process.target_id).select_related('owner')
+    rules = rules_on(following, process.target_id).select_related('owner')
     outputs = list(process.output_files.all())
     for rule in rules:
         if process.chain_depth + 1 > MAX_CHAIN_DEPTH:

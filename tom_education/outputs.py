@@ -88,18 +88,20 @@ def save_outputs(
     outputs: list[CheckedOutput],
     log: Callable[[str], None],
     before_commit: Callable[[], None],
+    target: Any = None,
 ) -> None:
     """Store the files, then create every output row in one transaction; ``before_commit`` runs last in it.
 
     Files are copied before the transaction opens so a large copy never holds the database's
-    write lock; if anything later fails they are deleted again.
+    write lock; if anything later fails they are deleted again. ``target``: the process's target as
+    the caller already holds it (tom_base names an output's folder after it), else it is read.
     """
     products: list[tuple[CheckedOutput, DataProduct]] = []
     saving = saving_outputs.set(True)
     try:
         for output in outputs:
             if output.model is DataProduct:
-                products.append((output, _store_file(process, output)))
+                products.append((output, _store_file(process, output, target)))
                 # noted at once: if this worker dies before the commit, whoever recovers the run deletes them
                 PipelineProcess.objects.filter(pk=process.pk).update(
                     uncommitted_files=[product.data.name for _, product in products]
@@ -155,10 +157,10 @@ def share_like_inputs(process: PipelineProcess) -> None:
                 assign_perm(permission, owner, outputs)
 
 
-def _store_file(process: PipelineProcess, output: CheckedOutput) -> DataProduct:
+def _store_file(process: PipelineProcess, output: CheckedOutput, target: Any) -> DataProduct:
     """Write the file to storage and return its (still unsaved) DataProduct."""
     product = DataProduct(
-        target_id=process.target_id,
+        target=target if target is not None else process.target,
         product_id=f'{process.identifier}_{output.name}'[:255],
         data_product_type=output.tag,
     )

@@ -175,6 +175,8 @@ class RunContext:
         self.lost = False
         #: the run's temporary folder (``tmp`` inside it is do_pipeline's ``tmpdir``)
         self.workdir: Path | None = None
+        #: the target as the claim loaded it (its name only): see named_target
+        self.target: Any = None
         self._last_status = process.status
         self._pending: list[tuple[str, int]] = []
         self._progress = ProgressTracker()
@@ -594,6 +596,16 @@ def claim(pk: int, attempt: int | None = None, node: str = '') -> Claim | None:
     return Claim(process, attempt, process.losses, last_seq, inputs, target_name)
 
 
+def named_target(process: PipelineProcess, name: str) -> Any:
+    """The run's target holding only its id and the name the claim read; its other fields load when used.
+
+    Saving an output file needs the name (tom_base's ``data_product_path`` puts the file in a folder
+    named after the target): this spares reading the whole target row again for it.
+    """
+    model = PipelineProcess._meta.get_field('target').related_model
+    return model.from_db(router.db_for_read(model), [model._meta.pk.attname, 'name'], [process.target_id, name])
+
+
 def _supports_returning() -> bool:
     connection = connections[router.db_for_write(PipelineProcess)]
     if connection.vendor == 'postgresql':
@@ -689,6 +701,7 @@ def run_process(pk: int, attempt: int | None = None, node: str = '', soft_time_l
         return
     process = claimed.process
     context = RunContext(process, claimed.attempt, next_seq=claimed.last_seq + 1)
+    context.target = named_target(process, claimed.target_name)
     process._run = context
     handler = _ProcessLogHandler(context)
     logging.getLogger().addHandler(handler)
@@ -778,7 +791,7 @@ def _run_and_save(process: PipelineProcess, context: RunContext, tmpdir: Path, s
                 raise RunLost()  # another attempt owns the run now: these outputs must not be saved twice
 
         with context.exclusive_writes():
-            save_outputs(process, outputs, context.log, before_commit)
+            save_outputs(process, outputs, context.log, before_commit, target=context.target)
         announce_finished(process, ASYNC_STATUS_CREATED)
         return
     except RunLost:
@@ -809,7 +822,8 @@ def _run_and_save(process: PipelineProcess, context: RunContext, tmpdir: Path, s
 
 def announce_finished(process: PipelineProcess, state: str) -> None:
     """Send :data:`tom_education.signals.run_finished`; a failing receiver is logged, the run stays as it ended."""
-    for receiver, result in run_finished.send_robust(sender=type(process), process_pk=process.pk, state=state):
+    for receiver, result in run_finished.send_robust(sender=type(process), process_pk=process.pk, state=state,
+                                                     pipeline=process.pipeline):
         if isinstance(result, Exception):
             logger.error('tom_education: run_finished receiver %r failed for process %s', receiver, process.pk,
                          exc_info=result)

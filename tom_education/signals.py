@@ -2,8 +2,9 @@
 
 ``run_finished`` is sent by the worker once a run has reached its final state and, for a
 successful run, once its outputs are committed: a receiver may read them. Arguments:
-``process_pk`` (int) and ``state`` (one of the ``ASYNC_STATUS_*`` final states). A receiver
-that raises is logged and does not change the run.
+``process_pk`` (int), ``state`` (one of the ``ASYNC_STATUS_*`` final states) and ``pipeline``
+(its registered name, so a receiver interested in some pipelines only need not read the row). A
+receiver that raises is logged and does not change the run.
 """
 from django.dispatch import Signal
 
