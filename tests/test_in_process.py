@@ -2,7 +2,7 @@
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from tom_dataproducts.models import DataProduct
@@ -54,6 +54,18 @@ def test_log_lines_are_written_in_batches_not_one_query_per_line(target, user):
     # the monitor thread's periodic flushes run on its own connection and are not counted here
     assert len(log_inserts) <= lines // 100
     assert len(queries) - len(log_inserts) < 60
+
+
+def test_a_line_number_taken_meanwhile_is_an_integrity_error_and_writes_nothing(target, user):
+    """The runner renumbers its lines when the engine wrote one meanwhile (or stops, when the run was given to
+    another attempt): that relies on a clash raising Django's IntegrityError, however the lines are sent."""
+    process = start_without_worker(target, user, {})
+    PipelineLogLine.append(process, [('first', 20), ('second', 20)], first_seq=1)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        PipelineLogLine.append(process, [('new', 20), ('clashes with "second"', 20)], first_seq=2)
+    assert list(process.log_lines.values_list('seq', 'message')) == [(1, 'first'), (2, 'second')]
+    PipelineLogLine.append(process, [(f'line {number}', 20) for number in range(450)], first_seq=3)
+    assert process.log_lines.count() == 452 and process.log_lines.order_by('-seq').first().message == 'line 449'
 
 
 def test_log_outside_a_worker_writes_at_once(target, user):
