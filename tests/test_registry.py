@@ -36,6 +36,13 @@ def test_setting_that_is_not_a_dict_is_reported():
             call_command('check')
 
 
+def test_a_tom_without_the_uploader_middleware_is_warned(settings):
+    """Without it, automatic-run rules cannot tell a stranger's upload through tom_base's page from the owner's."""
+    settings.MIDDLEWARE = [entry for entry in settings.MIDDLEWARE if 'tom_education' not in entry]
+    with pytest.raises(SystemCheckError, match=r'tom_education.W005.*UploaderMiddleware is not in MIDDLEWARE'):
+        call_command('check', '--fail-level', 'WARNING')
+
+
 def test_valid_configuration_passes_check():
     call_command('check', '--fail-level', 'WARNING')
 
