@@ -46,7 +46,9 @@ def test_json_summary_on_stdout(worker, target, capsys):
     assert 'SHOUTING' in captured.err
 
 
-def test_no_wait_returns_at_once(target, capsys):
+def test_no_wait_returns_at_once(target, capsys, settings):
+    # into a queue no worker consumes: a worker left running by an earlier test would take the run at once
+    settings.TOM_EDUCATION_CELERY_APP = 'tests.unused_queue.app'
     product = make_product(target, 'a.fits')
     call_command('run_pipeline', 'Example', '--target', target.name, '--product', str(product.pk), '--no-wait')
     assert PipelineProcess.objects.get().state == ASYNC_STATUS_PENDING

@@ -208,8 +208,9 @@ def may_view_target(user: Any, target: Target) -> bool:
 
 
 def _resolve_target(user: Any, target: Target | int | str) -> Target:
+    """The target, holding what a submission reads of it (the rest of the row loads if asked for)."""
     pk = parse_pk(target)
-    found = Target.objects.filter(pk=pk).first() if pk is not None else None
+    found = Target.objects.only('pk', 'name', 'permissions').filter(pk=pk).first() if pk is not None else None
     if found is None or not may_view_target(user, found):
         raise ProcessInputError(f'Target {target} does not exist or you may not view it.', 'target')
     return found
