@@ -126,3 +126,23 @@ def test_uploads_by_a_user_who_cannot_view_the_target_trigger_nothing(client, us
         client.post(reverse('dataproducts:upload'), {
             'files': handle, 'target': variable_star.pk, 'data_product_type': 'fits_file', 'referrer': '/'})
     assert RuleArrival.objects.filter(rule=watching).count() == 1
+
+
+def test_matching_a_header_never_breaks_the_upload_it_looks_at(client, user, variable_star):
+    """tom_base's upload page hands the saved product to its data processor after the post_save in which
+    rules read the file's header: the upload is still processed and kept."""
+    from tom_dataproducts.models import PhotometryReducedDatum
+
+    grant_owner(user, variable_star)
+    # the period search takes light-curve tables: the rule reads this one to look for a FILTER keyword
+    rule(user, name='V band tables', target=variable_star, pipeline='Period search', header_keyword='FILTER',
+         header_value='V', quiet_period=3600)
+    table = ContentFile(b'time,filter,magnitude,error\n2460000.5,V,14.1,0.02\n2460001.5,V,14.3,0.02\n',
+                        name='curve.csv')
+    client.force_login(user)
+    reply = client.post(reverse('dataproducts:upload'), {
+        'files': table, 'target': variable_star.pk, 'data_product_type': 'photometry', 'referrer': '/'})
+    assert reply.status_code == 302
+    assert DataProduct.objects.filter(target=variable_star).count() == 1  # kept, not deleted as unreadable
+    assert PhotometryReducedDatum.objects.filter(target=variable_star).count() == 2
+    assert not RuleArrival.objects.exists()  # a CSV has no FITS header: the rule does not take it

@@ -152,7 +152,8 @@ def matches(rule: PipelineRule, product: DataProduct) -> bool:
         from tom_education.pipelines.fitsio import header_value
 
         try:
-            with product.data.open('rb') as handle:
+            # a file object of our own, so the product's (which the saving code may use next) is left as it is
+            with product.data.storage.open(product.data.name, 'rb') as handle:
                 found = header_value(handle, rule.header_keyword)
         except OSError:
             return False
@@ -342,7 +343,7 @@ def content_digest(product: DataProduct) -> str | None:
     """SHA-256 of a product's file, read in chunks; None when the file cannot be read (it is then always new)."""
     digest = hashlib.sha256()
     try:
-        with product.data.open('rb') as handle:
+        with product.data.storage.open(product.data.name, 'rb') as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b''):
                 digest.update(chunk)
     except OSError:
