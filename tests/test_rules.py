@@ -143,4 +143,3 @@ def test_a_rule_on_a_target_list_covers_its_targets_only(user, target, private_t
     inside = make_product(private_target, 'in.fits')
     make_product(target, 'out.fits')
     assert list(RuleArrival.objects.values_list('product', flat=True)) == [inside.pk]
-

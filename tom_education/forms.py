@@ -106,6 +106,8 @@ class RuleForm:
             'target_list': data.get('target_list') or None if scope == 'list' else None,
         }
         errors = {}
+        if scope == 'target' and target_pk is None:
+            errors['target'] = ['Choose the targets the rule applies to.']
         if scope == 'list' and not values['target_list']:
             errors['target_list'] = ['Choose the target list.']
         try:

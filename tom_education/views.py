@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
 from django.views.generic import DetailView, ListView
@@ -220,7 +221,7 @@ class ProcessListView(LoginRequiredMixin, ListView):
 
 # --- automatic-run rules ------------------------------------------------------------------------
 
-def rule_form_context(user: Any, form: RuleForm, rule: PipelineRule | None, target: Target | None) -> dict[str, Any]:
+def rule_form_context(form: RuleForm, rule: PipelineRule | None, target: Target | None) -> dict[str, Any]:
     """What the rule form needs: the pipelines with their flags and options, and the choices of each field."""
     from tom_dataproducts import models as dataproduct_models
     from tom_targets.models import TargetList
@@ -243,7 +244,7 @@ def rule_form_context(user: Any, form: RuleForm, rule: PipelineRule | None, targ
 
 def _rule_page(request: HttpRequest, form: RuleForm, rule: PipelineRule | None, target: Target | None,
                status: int = 200) -> HttpResponse:
-    context = rule_form_context(request.user, form, rule, target)
+    context = rule_form_context(form, rule, target)
     if rule is not None:
         context['runs'] = automation.rule_runs(rule).filter(
             target__in=services.visible_targets(request.user)).select_related('target')[:20]
@@ -320,7 +321,8 @@ class RuleDeleteView(VisibleRuleMixin, View):
 
     def post(self, request: HttpRequest, pk: int) -> HttpResponse:
         rule = self.get_rule()
-        default = f'/targets/{rule.target_id}/' if rule.target_id else '/pipelines/'
+        default = reverse('targets:detail', kwargs={'pk': rule.target_id}) if rule.target_id else \
+            reverse('tom_education:process_list')
         rule.delete()
         messages.success(request, f'Rule "{rule.name}" deleted.')
         return _back(request, default)
