@@ -276,6 +276,27 @@ class JSONLimitErrorsMixin:
         return super().handle_exception(exc)
 
 
+class ParsedPkMixin:
+    """A malformed or out-of-range id is simply not found (never an overflow in the database)."""
+
+    def get_object(self) -> Any:
+        pk = services.parse_pk(self.kwargs.get('pk'))
+        if pk is None:
+            raise NotFound()
+        self.kwargs['pk'] = pk
+        return super().get_object()
+
+
+def pk_param(params: Any, name: str) -> int | None:
+    """The id in query parameter ``name``, None when absent; a malformed one is refused by field."""
+    if not params.get(name):
+        return None
+    pk = services.parse_pk(params[name])
+    if pk is None:
+        raise ValidationError({name: [f'A {name} id is a whole number from 1 to 2147483647.']})
+    return pk
+
+
 @extend_schema(responses={200: PipelineSerializer(many=True), 401: UNAUTHENTICATED, 403: UNAUTHENTICATED})
 class PipelineViewSet(viewsets.ViewSet):
     """The pipelines this TOM offers."""
@@ -302,8 +323,8 @@ class PipelineViewSet(viewsets.ViewSet):
         return Response(PipelineSerializer(data, many=True).data)
 
 
-class ProcessViewSet(JSONLimitErrorsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
-                     viewsets.GenericViewSet):
+class ProcessViewSet(JSONLimitErrorsMixin, ParsedPkMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                     mixins.CreateModelMixin, viewsets.GenericViewSet):
     """Processes on targets you may view: list, inspect, start, follow the log, cancel, re-run."""
 
     schema = AutoSchema()
@@ -323,10 +344,8 @@ class ProcessViewSet(JSONLimitErrorsMixin, mixins.ListModelMixin, mixins.Retriev
             return processes
         processes = processes.prefetch_related('input_files')
         params = self.request.query_params
-        if params.get('target'):
-            target = services.parse_pk(params['target'])
-            if target is None:
-                raise ValidationError({'target': ['A target id is a whole number from 1 to 2147483647.']})
+        target = pk_param(params, 'target')
+        if target is not None:
             processes = processes.filter(target_id=target)
         if params.get('state'):
             if params['state'] not in PROCESS_STATES:
@@ -334,20 +353,10 @@ class ProcessViewSet(JSONLimitErrorsMixin, mixins.ListModelMixin, mixins.Retriev
             processes = processes.filter(state=params['state'])
         if params.get('pipeline'):
             processes = processes.filter(pipeline=params['pipeline'])
-        if params.get('rule'):
-            rule = services.parse_pk(params['rule'])
-            if rule is None:
-                raise ValidationError({'rule': ['A rule id is a whole number from 1 to 2147483647.']})
+        rule = pk_param(params, 'rule')
+        if rule is not None:
             processes = processes.filter(triggered_by_rule_id=rule)
         return processes
-
-    def get_object(self) -> PipelineProcess:
-        # a malformed or out-of-range id is simply not found (never an overflow in the database)
-        pk = services.parse_pk(self.kwargs.get('pk'))
-        if pk is None:
-            raise NotFound()
-        self.kwargs['pk'] = pk
-        return super().get_object()
 
     def get_serializer_class(self) -> type[serializers.Serializer]:
         return ProcessDetailSerializer if self.action == 'retrieve' else ProcessSerializer
@@ -510,7 +519,8 @@ class RuleSerializer(serializers.Serializer):
 RULE_FIELD_NAMES = {'flag_values': 'flags', 'option_values': 'options'}
 
 
-class RuleViewSet(JSONLimitErrorsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class RuleViewSet(JSONLimitErrorsMixin, ParsedPkMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                  viewsets.GenericViewSet):
     """Your automatic-run rules (every rule for a superuser): list, create, change, pause, delete."""
 
     schema = AutoSchema()
@@ -522,20 +532,8 @@ class RuleViewSet(JSONLimitErrorsMixin, mixins.ListModelMixin, mixins.RetrieveMo
 
     def get_queryset(self) -> QuerySet:
         rules = automation.visible_rules(self.request.user)
-        target = self.request.query_params.get('target')
-        if self.action == 'list' and target:
-            pk = services.parse_pk(target)
-            if pk is None:
-                raise ValidationError({'target': ['A target id is a whole number from 1 to 2147483647.']})
-            rules = automation.rules_on(rules, pk)
-        return rules
-
-    def get_object(self) -> PipelineRule:
-        pk = services.parse_pk(self.kwargs.get('pk'))
-        if pk is None:
-            raise NotFound()
-        self.kwargs['pk'] = pk
-        return super().get_object()
+        target = pk_param(self.request.query_params, 'target') if self.action == 'list' else None
+        return rules if target is None else automation.rules_on(rules, target)
 
     @documented(parameters=[OpenApiParameter('target', int, description='Only rules whose scope covers this target')],
                 responses={200: RuleSerializer(many=True), 400: FIELD_ERRORS, 401: UNAUTHENTICATED,
