@@ -61,6 +61,8 @@ def test_the_rule_form_refuses_what_services_refuse_and_keeps_what_was_typed(cli
     assert 'value="nightly"' in page and 'value="500"' in page  # nothing typed is lost
     reply = client.post(url, {**NEW_RULE, 'quiet_period': 'soon'})
     assert reply.status_code == 400 and 'The quiet period is a number of seconds' in reply.content.decode()
+    assert 'name="quiet_period" id="tom-education-rule-quiet"' in reply.content.decode()
+    assert 'value="soon"' in reply.content.decode()
     PipelineRule.objects.create(name='a', owner=user, pipeline='Countdown', trigger='run', after_pipeline='Tunable')
     reply = client.post(url, {**NEW_RULE, 'trigger': 'run', 'after_pipeline': 'Countdown'})
     assert reply.status_code == 400 and 'This chain would run forever: Countdown → Tunable → Countdown' in \

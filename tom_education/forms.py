@@ -83,6 +83,8 @@ class RuleForm:
     errors: dict[str, list[str]] = field(default_factory=dict)
     #: the option whose value was refused, so its field shows the message
     error_option: str = ''
+    #: the quiet period as the field shows it: what was typed, even when it is not a number
+    quiet_text: str = '120'
 
     @classmethod
     def from_post(cls, data: QueryDict, target_pk: int | None) -> RuleForm:
@@ -110,11 +112,12 @@ class RuleForm:
             errors['target'] = ['Choose the targets the rule applies to.']
         if scope == 'list' and not values['target_list']:
             errors['target_list'] = ['Choose the target list.']
+        quiet_text = data.get('quiet_period', '').strip()
         try:
-            values['quiet_period'] = float(data.get('quiet_period', ''))
+            values['quiet_period'] = float(quiet_text)
         except ValueError:
             errors['quiet_period'] = ['The quiet period is a number of seconds, e.g. 120.']
-        return cls(values=values, run=run, scope=scope, errors=errors)
+        return cls(values=values, run=run, scope=scope, errors=errors, quiet_text=quiet_text)
 
     @classmethod
     def from_rule(cls, rule: Any) -> RuleForm:
@@ -126,4 +129,4 @@ class RuleForm:
             'inputs', 'quiet_period', 'paused')}
         values['target_list'] = rule.target_list_id
         return cls(values=values, run=RunForm(pipeline=rule.pipeline, flags=dict(rule.flag_values), options=options),
-                   scope=scope)
+                   scope=scope, quiet_text=f'{rule.quiet_period:g}')
