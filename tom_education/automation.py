@@ -391,17 +391,18 @@ def _followed(pipeline: str | None) -> bool:
 
 
 def start_chained_runs(sender: Any, process_pk: int, state: str, pipeline: str | None = None,
-                       **kwargs: Any) -> None:
+                       followed_by_rule: bool | None = None, **kwargs: Any) -> None:
     """``run_finished``: start the chain rules that follow a run that succeeded, on its outputs.
 
     Every successful run of every pipeline comes through here, and most have no rule after them:
-    that case is one look-up of the (small) rules table, nothing more.
+    the runner's ending statement already asked (``followed_by_rule``); where it could not, that case
+    is one look-up of the (small) rules table, nothing more.
     """
-    if state != ASYNC_STATUS_CREATED:
+    if state != ASYNC_STATUS_CREATED or followed_by_rule is False:
         return  # a failed run fires nothing, so a failing pipeline never loops through a rule
     if pipeline is None:  # sent by other code than the runner, which says which pipeline ran
         pipeline = PipelineProcess.objects.filter(pk=process_pk).values_list('pipeline', flat=True).first()
-    if not _followed(pipeline):
+    if followed_by_rule is None and not _followed(pipeline):
         return
     following = PipelineRule.objects.filter(paused=False, trigger=PipelineRule.RUN_SUCCEEDED, after_pipeline=pipeline)
     process = PipelineProcess.objects.select_related('target').filter(pk=process_pk).first()

@@ -30,6 +30,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from tom_education import conf, registry
+from tom_education.ending import end_run, supports_returning
 from tom_education.models import (
     ACTIVE_STATES,
     ASYNC_STATUS_CANCELLED,
@@ -177,6 +178,8 @@ class RunContext:
         self.workdir: Path | None = None
         #: the target as the claim loaded it (its name only): see named_target
         self.target: Any = None
+        #: once ended: whether a chain rule follows the pipeline (None: the ending statement could not say)
+        self.followed: bool | None = None
         self._last_status = process.status
         self._pending: list[tuple[str, int]] = []
         self._progress = ProgressTracker()
@@ -253,6 +256,33 @@ class RunContext:
                     raise
                 # a run that logs faster than the database writes is busy, not dead
                 self.beat_if_due()
+
+    #: at most this many lines go in the ending statement; more are written first like any flush
+    LINES_AT_END = 50
+
+    def end(self, state: str, failure_message: str = '', traceback_text: str = '') -> bool:
+        """Write the last lines and the final state together; False when the run is no longer this attempt's.
+
+        Inside the outputs' transaction the caller rolls back on False.
+        """
+        with self._write_lock:
+            if self.lost:
+                self._pending.clear()
+                return False
+            if len(self._pending) > self.LINES_AT_END or self._progress.unwritten_report:
+                self.flush()
+            lines, self._pending = self._pending, []
+            try:
+                ended = end_run(self.process, self.attempt, state, lines, self._next_seq, failure_message,
+                                traceback_text)
+            except Exception:
+                self._pending[:0] = lines  # e.g. the database is restarting: the failure path ends the run
+                raise
+            if ended is None:
+                return False
+            self._next_seq += len(lines)
+            self.followed = ended.followed
+            return True
 
     def _append(self, lines: list[tuple[str, int]]) -> None:
         if connections[router.db_for_write(PipelineLogLine)].in_atomic_block:
@@ -518,6 +548,11 @@ class ProgressTracker:
             self._finish = now + pace * max(0, total - done)
         self._latest = (done, total, str(message))
 
+    @property
+    def unwritten_report(self) -> bool:
+        """Whether a report is waiting to be written."""
+        return self._latest is not None and self._latest != self._written
+
     def unwritten(self) -> dict[str, Any] | None:
         """The report to write, or None when the row already holds the latest one."""
         if self._latest is None or self._latest == self._written:
@@ -579,7 +614,7 @@ def claim(pk: int, attempt: int | None = None, node: str = '') -> Claim | None:
     now = timezone.now()
     changes = {'state': ASYNC_STATUS_RUNNING, 'status': ASYNC_STATUS_RUNNING, 'started': now, 'heartbeat': now,
                'worker': worker_name(), 'node': node}
-    if _supports_returning():
+    if supports_returning(connections[router.db_for_write(PipelineProcess)]):
         loaded = _claim_returning(pk, attempt, changes)
     else:
         loaded = _claim_then_load(pk, attempt, changes)
@@ -604,13 +639,6 @@ def named_target(process: PipelineProcess, name: str) -> Any:
     """
     model = PipelineProcess._meta.get_field('target').related_model
     return model.from_db(router.db_for_read(model), [model._meta.pk.attname, 'name'], [process.target_id, name])
-
-
-def _supports_returning() -> bool:
-    connection = connections[router.db_for_write(PipelineProcess)]
-    if connection.vendor == 'postgresql':
-        return True
-    return connection.vendor == 'sqlite' and connection.Database.sqlite_version_info >= (3, 35)
 
 
 #: Claimed row, as ``(field names, values, last log seq, number of inputs, target name)``.
@@ -786,13 +814,15 @@ def _run_and_save(process: PipelineProcess, context: RunContext, tmpdir: Path, s
 
         def before_commit() -> None:
             context.log(f'Finished: {len(outputs)} output(s) saved')
-            context.flush()
-            if not finish(process.pk, ASYNC_STATUS_CREATED, attempt=context.attempt):
+            if not context.end(ASYNC_STATUS_CREATED):
                 raise RunLost()  # another attempt owns the run now: these outputs must not be saved twice
 
-        with context.exclusive_writes():
-            save_outputs(process, outputs, context.log, before_commit, target=context.target)
-        announce_finished(process, ASYNC_STATUS_CREATED)
+        if outputs:
+            with context.exclusive_writes():
+                save_outputs(process, outputs, context.log, before_commit, target=context.target)
+        else:
+            before_commit()  # nothing to save: no transaction around the ending statement
+        announce_finished(process, ASYNC_STATUS_CREATED, context.followed)
         return
     except RunLost:
         return  # the run goes on elsewhere; this attempt writes nothing more
@@ -815,15 +845,14 @@ def _run_and_save(process: PipelineProcess, context: RunContext, tmpdir: Path, s
     if context.lost:
         return  # e.g. the pipeline crashed because it was interrupted: the run belongs to another attempt
     context.log(message, logging.ERROR if state == ASYNC_STATUS_FAILED else logging.WARNING)
-    context.flush()
-    if finish(process.pk, state, message, trace, attempt=context.attempt):
-        announce_finished(process, state)
+    if context.end(state, message, trace):
+        announce_finished(process, state, context.followed)
 
 
-def announce_finished(process: PipelineProcess, state: str) -> None:
+def announce_finished(process: PipelineProcess, state: str, followed: bool | None = None) -> None:
     """Send :data:`tom_education.signals.run_finished`; a failing receiver is logged, the run stays as it ended."""
     for receiver, result in run_finished.send_robust(sender=type(process), process_pk=process.pk, state=state,
-                                                     pipeline=process.pipeline):
+                                                     pipeline=process.pipeline, followed_by_rule=followed):
         if isinstance(result, Exception):
             logger.error('tom_education: run_finished receiver %r failed for process %s', receiver, process.pk,
                          exc_info=result)
