@@ -295,6 +295,32 @@ def pool_of(started: Worker) -> set[int]:
 
 
 @pytest.mark.skipif(not django_settings.DATABASES['default']['ENGINE'].endswith('postgresql'),
+                    reason='closes a PostgreSQL server connection')
+def test_a_kept_connection_the_server_closed_is_noticed_without_a_query(transactional_db):
+    """Before each run a worker asks whether the connection it kept still works by polling its socket, not with
+    a query: a healthy idle connection must pass (else every run reconnects), a closed one must not."""
+    from django.db import connections
+
+    from tom_education import runner
+
+    kept = connections.create_connection('default')
+    try:
+        kept.ensure_connection()
+        with kept.cursor() as cursor:
+            cursor.execute('SELECT pg_backend_pid()')
+            backend = cursor.fetchone()[0]
+        assert runner.looks_usable(kept)
+        with connection.cursor() as cursor:
+            cursor.execute('SELECT pg_terminate_backend(%s)', [backend])
+        deadline = time.monotonic() + 10  # the server ends its backend asynchronously
+        while runner.looks_usable(kept) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not runner.looks_usable(kept)
+    finally:
+        kept.close()
+
+
+@pytest.mark.skipif(not django_settings.DATABASES['default']['ENGINE'].endswith('postgresql'),
                     reason='closes PostgreSQL server connections')
 def test_database_restart_between_two_runs_fails_neither(fault_worker, target, user):
     """Workers keep their database connections between runs; a restarted database must not fail the next run.

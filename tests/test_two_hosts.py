@@ -22,7 +22,7 @@ from tests.conftest import QUEUE, Worker, script_product, wait_for
 from tests.test_faults import free_port, pool_of, wait_final_unwatched, worker_running
 from tom_education import services
 from tom_education.models import ASYNC_STATUS_CREATED
-from tom_education.runner import WORKDIR_PATTERN
+from tom_education.workdirs import WORKDIR_PATTERN
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

@@ -1,4 +1,5 @@
 """Runs on a real worker process: states, failures, outputs, logging, cancel, lost workers, time limits."""
+import os
 import re
 import time
 from pathlib import Path
@@ -9,7 +10,7 @@ from django.test import override_settings
 from tom_dataproducts.models import DataProduct, PhotometryReducedDatum, ReducedDatum
 
 from tests.conftest import make_product, script_product, wait_final, wait_for
-from tom_education import runner, services
+from tom_education import runner, services, workdirs
 from tom_education.models import (
     ASYNC_STATUS_CANCELLED,
     ASYNC_STATUS_CREATED,
@@ -281,9 +282,46 @@ def test_cleanup_leaves_the_work_folders_of_another_tom_on_the_host_alone(tmp_pa
 
     monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
     process = run(target, user, {}, pipeline='Parked')
-    ours = runner.make_workdir(process.pk, 1)  # the process is pending: no attempt 1 runs, the folder is dead
+    ours = workdirs.make_workdir(process.pk, 1)  # the process is pending: no attempt 1 runs, the folder is dead
     theirs = tmp_path / 'tom_education-runs-0123456789ab' / f'{process.pk}-1-abcd'  # same pk, another database
     theirs.mkdir(parents=True)
     assert ours.parent != theirs.parent and ours.parent.stat().st_mode & 0o077 == 0
     assert recovery.clean_workdirs() == 1
     assert not ours.exists() and theirs.exists()
+
+
+def test_an_emptied_work_folder_is_reused_and_a_run_never_sees_what_another_left(tmp_path, monkeypatch):
+    """A worker process keeps the folder of a run that left it empty for its next run (a rename instead of making
+    and removing two folders); a folder with anything left in it is removed, never handed to another run."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from tom_education import recovery
+
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
+    first = workdirs.make_workdir(1, 1)
+    (first / 'tmp' / 'notes.txt').write_text('a student\'s private notes')
+    assert workdirs.release_workdir(first) == first, 'a folder with a file in it must go to removal'
+    workdirs.remove_workdir(first)
+    assert not first.exists()
+
+    second = workdirs.make_workdir(2, 1)
+    assert os.listdir(second) == ['tmp'] and not os.listdir(second / 'tmp')
+    assert workdirs.release_workdir(second) is None, 'an empty folder is kept as a spare'
+    assert not second.exists()
+    third = workdirs.make_workdir(3, 1)
+    assert workdirs.WORKDIR_PATTERN.match(third.name).groups() == ('3', '1')
+    assert not os.listdir(third / 'tmp') and third.parent == second.parent
+    assert [path.name for path in third.parent.iterdir()] == [third.name], 'the spare was renamed, not copied'
+
+    # a pool process killed with a spare leaves it behind: the periodic check removes it, and only it
+    ended = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True)
+    orphan = third.parent / f'spare-{int(ended.stdout)}-0'
+    orphan.mkdir()
+    mine = workdirs.release_workdir(third)
+    assert mine is None
+    assert recovery.clean_workdirs() == 1
+    assert not orphan.exists() and len(list(tmp_path.glob('tom_education-runs-*/spare-*'))) == 1
+    workdirs.remove_spares()
+    assert not list(tmp_path.glob('tom_education-runs-*/*'))

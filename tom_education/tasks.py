@@ -21,7 +21,7 @@ from celery.signals import (
     worker_shutting_down,
 )
 
-from tom_education import conf, recovery, runner
+from tom_education import conf, recovery, runner, workdirs
 from tom_education.dispatch import TASK_NAME
 from tom_education.models import ASYNC_STATUS_FAILED
 
@@ -37,7 +37,7 @@ class PipelineTask(Task):
         if isinstance(exc, TimeLimitExceeded) and args:
             seconds = exc.args[0] if exc.args and isinstance(exc.args[0], (int, float)) else conf.hard_time_limit()
             attempt = (kwargs or {}).get('attempt')
-            runner.remove_workdirs(args[0])  # the killed child could not clean up after itself
+            workdirs.remove_workdirs(args[0])  # the killed child could not clean up after itself
             if not runner.finish(args[0], ASYNC_STATUS_FAILED, runner.timed_out_message(seconds), attempt=attempt) \
                     and attempt is not None:
                 recovery.resend_unstarted(args[0], attempt)  # killed before it even started the run
@@ -127,5 +127,7 @@ def stop_checks(sender: Any = None, **extra: Any) -> None:
 
 @worker_process_shutdown.connect
 def stop_monitor(**extra: Any) -> None:
-    """A pool process that exits stops its monitor thread, which first removes the folders of its last runs."""
+    """A pool process that exits stops its monitor thread, which first removes the folders of its last runs,
+    and removes its spare work folders."""
     runner.Monitor.shutdown()
+    workdirs.remove_spares()

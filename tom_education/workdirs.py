@@ -1,0 +1,134 @@
+"""Work folders: where a run's ``tmpdir`` lives on the worker's host, and how they go away.
+
+Each attempt works in ``<work root>/<pk>-<attempt>-<suffix>/tmp`` (see :func:`conf.work_root`): the
+name tells the periodic cleanup whose folder it is, so the folders of killed runs are removed once
+their run no longer runs there.
+
+Making and removing two folders costs more on a journalled filesystem than a short run spends in
+Python, so a worker process keeps the folder of a run that left it empty as a *spare*, and renames
+it for its next run: one ``rename`` each way instead of two ``mkdir`` and two ``rmdir``. Only an
+empty folder is kept: a run never sees what another one wrote.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+from tom_education import conf
+
+#: Work folders are named after the process and the attempt, so the periodic cleanup can tell whose they are.
+WORKDIR_PATTERN = re.compile(r'^(\d+)-(\d+)-')
+#: Spare folders are named after the worker process that keeps them: the cleanup removes those of ended processes.
+SPARE_PATTERN = re.compile(r'^spare-(\d+)-')
+#: Spares a process keeps: one per run it runs at a time (a prefork pool process runs one).
+MAX_SPARES = 2
+
+_spares: list[Path] = []
+_spares_pid = os.getpid()
+_lock = threading.Lock()
+_numbers = itertools.count()
+
+
+def make_workdir(pk: int, attempt: int) -> Path:
+    """The work folder of an attempt, with its empty ``tmp``, readable by the worker's user only."""
+    root = conf.work_root()
+    spare = _take_spare(root)
+    if spare is not None:
+        workdir = root / f'{pk}-{attempt}-r{os.getpid()}n{next(_numbers)}'
+        try:
+            os.rename(spare, workdir)
+            return workdir
+        except OSError:
+            shutil.rmtree(spare, ignore_errors=True)  # removed by someone else's cleanup: make a new one
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix=f'{pk}-{attempt}-', dir=root))
+    (workdir / 'tmp').mkdir()
+    return workdir
+
+
+def release_workdir(workdir: Path) -> Path | None:
+    """After the run: keep the folder as a spare if the run left it empty; else return it, for removal."""
+    try:
+        empty = os.listdir(workdir) == ['tmp'] and not os.listdir(workdir / 'tmp')
+    except OSError:
+        empty = False
+    with _lock:
+        _forget_parents_spares()
+        if empty and len(_spares) < MAX_SPARES:
+            spare = workdir.with_name(f'spare-{os.getpid()}-{next(_numbers)}')
+            try:
+                os.rename(workdir, spare)
+            except OSError:
+                return workdir
+            _spares.append(spare)
+            return None
+    return workdir
+
+
+def remove_workdir(workdir: Path) -> None:
+    """Most runs that are not kept as spares still leave ``tmp`` empty: two ``rmdir`` then, not a walk."""
+    try:
+        (workdir / 'tmp').rmdir()
+        workdir.rmdir()
+    except OSError:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def remove_spares() -> None:
+    """Remove this process's spares (it is exiting)."""
+    with _lock:
+        _forget_parents_spares()
+        spares, _spares[:] = list(_spares), []
+    for spare in spares:
+        remove_workdir(spare)
+
+
+def remove_workdirs(pk: int) -> None:
+    """Remove the work folders a killed run of process ``pk`` left on this host."""
+    for leftover in conf.work_root().glob(f'{pk}-*'):
+        if WORKDIR_PATTERN.match(leftover.name):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def dead_spares(root: Path) -> list[Path]:
+    """Spares under ``root`` kept by processes that no longer exist (killed pool processes leave theirs)."""
+    dead = []
+    for path in (root.iterdir() if root.is_dir() else ()):
+        match = SPARE_PATTERN.match(path.name)
+        if match and not _alive(int(match[1])):
+            dead.append(path)
+    return dead
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: alive, and not ours to judge
+    return True
+
+
+def _take_spare(root: Path) -> Path | None:
+    with _lock:
+        _forget_parents_spares()
+        while _spares:
+            spare = _spares.pop()
+            if spare.parent == root:
+                return spare
+            remove_workdir(spare)  # the settings changed the root (tests): not a spare any more
+    return None
+
+
+def _forget_parents_spares() -> None:
+    """A forked process inherits the list of its parent's spares, which are not its to take."""
+    global _spares_pid
+    if _spares_pid != os.getpid():
+        _spares_pid = os.getpid()
+        _spares.clear()
