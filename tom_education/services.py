@@ -207,13 +207,62 @@ def may_view_target(user: Any, target: Target) -> bool:
     return user.has_perm(f'{Target._meta.app_label}.{view}') or view in ObjectPermissionChecker(user).get_perms(target)
 
 
-def _resolve_target(user: Any, target: Target | int | str) -> Target:
-    """The target, holding what a submission reads of it (the rest of the row loads if asked for)."""
+def _resolve_target(user: Any, target: Target | int | str, joined: Target | None = None) -> Target:
+    """The target, holding what a submission reads of it (the rest of the row loads if asked for).
+
+    ``joined``: the target as the products' query already brought it, when it did.
+    """
     pk = parse_pk(target)
-    found = Target.objects.only('pk', 'name', 'permissions').filter(pk=pk).first() if pk is not None else None
+    found = joined
+    if found is None and pk is not None:
+        found = Target.objects.only(*TARGET_FIELDS).filter(pk=pk).first()
     if found is None or not may_view_target(user, found):
         raise ProcessInputError(f'Target {target} does not exist or you may not view it.', 'target')
     return found
+
+
+#: What a submission reads of a target: its id, its name for messages and its permissions for the check.
+TARGET_FIELDS = ('pk', 'name', 'permissions')
+
+
+def _resolve_inputs(
+    user: Any, target: Target | int | str, pipeline_class: type[PipelineProcess],
+    products: Iterable[DataProduct | int],
+) -> tuple[Target, list[DataProduct]]:
+    """The target and the products of a submission, checked, in one query where possible.
+
+    The products are read with their target, which is usually the one asked for: a second query for
+    the target alone is needed only when none of them belongs to it (or the TOM has its own target
+    model, which the products' foreign key does not load). Refusals keep their order: the target first.
+    """
+    try:
+        ids = _product_ids(products)
+    except ProcessInputError as refusal:
+        _resolve_target(user, target)
+        raise refusal from None
+    found: dict[int, DataProduct] | None = None
+    joined = None
+    pk = parse_pk(target)
+    if ids and pk is not None and Target is DataProduct._meta.get_field('target').related_model:
+        target_fields = (f'target__{Target._meta.pk.name if name == "pk" else name}' for name in TARGET_FIELDS)
+        read = DataProduct.objects.filter(pk__in=ids).select_related('target')
+        found = {product.pk: product for product in read.only('product_id', 'target_id', 'data', *target_fields)}
+        joined = next((product.target for product in found.values() if product.target_id == pk), None)
+    resolved = _resolve_target(user, target, joined)
+    return resolved, _resolve_products(user, resolved, pipeline_class, ids, found)
+
+
+def _product_ids(products: Iterable[DataProduct | int]) -> list[int]:
+    """The distinct product ids of a submission, in order; a malformed id or too many ids are refused."""
+    ids = []
+    for product in products:
+        pk = parse_pk(product)
+        if pk is None:
+            raise ProcessInputError(f'{run_options.quote_name(product)} is not a data product id.', 'input_files')
+        ids.append(pk)
+        if len(ids) > MAX_INPUT_FILES:
+            raise ProcessInputError(f'A run takes at most {MAX_INPUT_FILES} data products.', 'input_files')
+    return list(dict.fromkeys(ids))
 
 
 def listing(items: list[str]) -> str:
@@ -223,23 +272,19 @@ def listing(items: list[str]) -> str:
 
 
 def _resolve_products(
-    user: Any, target: Target, pipeline_class: type[PipelineProcess], products: Iterable[DataProduct | int]
+    user: Any, target: Target, pipeline_class: type[PipelineProcess], ids: list[int],
+    found: dict[int, DataProduct] | None = None,
 ) -> list[DataProduct]:
-    ids = []
-    for product in products:
-        pk = parse_pk(product)
-        if pk is None:
-            raise ProcessInputError(f'{run_options.quote_name(product)} is not a data product id.', 'input_files')
-        ids.append(pk)
-        if len(ids) > MAX_INPUT_FILES:
-            raise ProcessInputError(f'A run takes at most {MAX_INPUT_FILES} data products.', 'input_files')
+    """The products of ``ids``, each visible to ``user``, of ``target`` and accepted by the pipeline.
+
+    ``found``: the products already read by id, if they were.
+    """
     if not ids:
         if not pipeline_class.inputs_required:
             return []
         raise ProcessInputError('Select at least one data product to run the pipeline on.', 'input_files')
-    ids = list(dict.fromkeys(ids))
     # a product the user may not see is reported like one that does not exist: no name leaks
-    found = _visible_products_by_pk(user, target, ids)
+    found = _visible_products_by_pk(user, target, ids, found)
     missing = [str(pk) for pk in ids if pk not in found]
     if missing:
         raise ProcessInputError(f'Data product(s) {listing(missing)} do not exist.', 'input_files')
@@ -261,13 +306,16 @@ def _resolve_products(
     return [found[pk] for pk in ids]
 
 
-def _visible_products_by_pk(user: Any, target: Target, ids: list[int]) -> dict[int, DataProduct]:
+def _visible_products_by_pk(user: Any, target: Target, ids: list[int],
+                            products: dict[int, DataProduct] | None = None) -> dict[int, DataProduct]:
     """The products of ``ids`` that ``user`` may see, given that they may see ``target``.
 
-    The products of ``target`` need no second target check (the common case: one query); only
-    products of other targets, which make the request fail anyway, go through the full check.
+    The products of ``target`` need no second target check (the common case: one query, or none when
+    ``products`` holds them already, read by id); only products of other targets, which make the request
+    fail anyway, go through the full check.
     """
-    products = {product.pk: product for product in DataProduct.objects.filter(pk__in=ids)}
+    if products is None:
+        products = {product.pk: product for product in DataProduct.objects.filter(pk__in=ids)}
     own = [pk for pk, product in products.items() if product.target_id == target.pk]
     per_product = not getattr(settings, 'TARGET_PERMISSIONS_ONLY', True) and user is not None \
         and not user.is_superuser
@@ -301,8 +349,7 @@ def start_process(
         pipeline_class = registry.get(pipeline)
     except registry.UnknownPipeline as exc:
         raise ProcessInputError(str(exc), 'pipeline') from None
-    resolved_target = _resolve_target(user, target)
-    products = _resolve_products(user, resolved_target, pipeline_class, input_files)
+    resolved_target, products = _resolve_inputs(user, target, pipeline_class, input_files)
     flag_values = resolve_flags(pipeline_class, flags)
     option_values = resolve_options(pipeline, pipeline_class, options)
     with transaction.atomic():
