@@ -111,11 +111,16 @@ def save_outputs(
                 group = DataProductGroup.objects.create(name=f'{process.identifier} outputs')
                 for output, product in products:
                     product.save()
-                    product.group.add(group)
                     log(f'Saved {output.name} as data product {product.product_id}')
+                # the rows are new: one INSERT per relation, without the SELECT of existing links add() makes first
+                in_group = DataProduct.group.through
+                in_group.objects.bulk_create([in_group(dataproduct_id=product.pk, dataproductgroup_id=group.pk)
+                                              for _, product in products])
                 process.group = group
                 PipelineProcess.objects.filter(pk=process.pk).update(group=group, uncommitted_files=[])
-                process.output_files.add(*(product for _, product in products))
+                outputs_of = PipelineProcess.output_files.through
+                outputs_of.objects.bulk_create([outputs_of(pipelineprocess_id=process.pk, dataproduct_id=product.pk)
+                                                for _, product in products])
             for output in outputs:
                 if output.model is ReducedDatum:
                     _save_reduced_datum(process, output, log)
