@@ -291,8 +291,8 @@ def test_cleanup_leaves_the_work_folders_of_another_tom_on_the_host_alone(tmp_pa
 
 
 def test_an_emptied_work_folder_is_reused_and_a_run_never_sees_what_another_left(tmp_path, monkeypatch):
-    """A worker process keeps the folder of a run that left it empty for its next run (a rename instead of making
-    and removing two folders); a folder with anything left in it is removed, never handed to another run."""
+    """A worker process keeps the folder of a finished run for its next run (a rename instead of making and
+    removing two folders); what a run left in it is removed first, never handed to another run."""
     import subprocess
     import sys
     import tempfile
@@ -302,8 +302,10 @@ def test_an_emptied_work_folder_is_reused_and_a_run_never_sees_what_another_left
     monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
     first = workdirs.make_workdir(1, 1)
     (first / 'tmp' / 'notes.txt').write_text('a student\'s private notes')
-    assert workdirs.release_workdir(first) == first, 'a folder with a file in it must go to removal'
-    workdirs.remove_workdir(first)
+    (first / 'inputs').mkdir()
+    (first / 'inputs' / 'frame.fits').write_bytes(b'SIMPLE')
+    assert workdirs.release_workdir(first) == first, 'a folder with files in it is not kept as it is'
+    workdirs.recycle(first)  # what the monitor thread does with it: emptied, then kept
     assert not first.exists()
 
     second = workdirs.make_workdir(2, 1)

@@ -45,7 +45,7 @@ from tom_education.models import (
 from tom_education.outputs import check_outputs, save_outputs
 from tom_education.run_options import OptionError
 from tom_education.signals import run_finished
-from tom_education.workdirs import make_workdir, release_workdir, remove_workdir
+from tom_education.workdirs import make_workdir, recycle, release_workdir, remove_workdir
 
 logger = logging.getLogger(__name__)
 
@@ -402,8 +402,8 @@ class Monitor:
     its heart and watches for a cancel, on a database connection of its own that it keeps between
     runs: a thread and a connection per run cost more than many short runs themselves. A failed
     round (the database restarting, say) closes that connection, and the next round opens a new one.
-    It also removes the work folders of finished runs that are not kept as spares, off the path of the
-    next run. Idle for ``IDLE_CLOSE`` seconds, it closes its connection so it holds none while nothing runs.
+    It also empties the work folders of finished runs for the next ones, off the path of the next run.
+    Idle for ``IDLE_CLOSE`` seconds, it closes its connection so it holds none while nothing runs.
 
     A prefork pool process runs one run at a time; the monitor still serves several (a thread pool,
     tests running runs side by side).
@@ -456,9 +456,9 @@ class Monitor:
             while self._busy_with is context:
                 self._changed.wait()
 
-    def remove_later(self, workdir: Path) -> None:
-        """Remove a finished run's work folder from this thread (a folder left by a crash is the periodic
-        check's to remove)."""
+    def recycle_later(self, workdir: Path) -> None:
+        """Empty a finished run's work folder from this thread, for the process's next run (see
+        ``workdirs.recycle``; a folder left by a crash is the periodic check's to remove)."""
         with self._changed:
             self._to_remove.append(workdir)
             self._changed.notify_all()
@@ -489,7 +489,7 @@ class Monitor:
         try:
             while (job := self._next_job()) is not None:
                 if isinstance(job, Path):
-                    remove_workdir(job)
+                    recycle(job)
                     continue
                 try:
                     job.tick()
@@ -729,7 +729,7 @@ def run_process(pk: int, attempt: int | None = None, node: str = '', soft_time_l
         context.stop()
         leftover = release_workdir(workdir)
         if leftover is not None:
-            Monitor.current().remove_later(leftover)
+            Monitor.current().recycle_later(leftover)
         process._run = None
 
 

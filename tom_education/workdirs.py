@@ -5,9 +5,10 @@ name tells the periodic cleanup whose folder it is, so the folders of killed run
 their run no longer runs there.
 
 Making and removing two folders costs more on a journalled filesystem than a short run spends in
-Python, so a worker process keeps the folder of a run that left it empty as a *spare*, and renames
-it for its next run: one ``rename`` each way instead of two ``mkdir`` and two ``rmdir``. Only an
-empty folder is kept: a run never sees what another one wrote.
+Python, so a worker process keeps the folder of a finished run as a *spare*, and renames it for its
+next run: one ``rename`` each way instead of two ``mkdir`` and two ``rmdir``. Only an empty folder
+is kept (a folder a run left files in is emptied first, off the next run's path): a run never sees
+what another one wrote.
 """
 from __future__ import annotations
 
@@ -68,6 +69,26 @@ def release_workdir(workdir: Path) -> Path | None:
             _spares.append(spare)
             return None
     return workdir
+
+
+def recycle(workdir: Path) -> None:
+    """Empty a finished run's folder and keep it as a spare, or remove it when this process keeps enough.
+
+    Runs off the run's path (by the process's monitor thread): the next run renames a spare instead of
+    making folders, even after a run that left files (every run with outputs does).
+    """
+    for entry in (workdir.iterdir() if workdir.is_dir() else ()):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    try:
+        (workdir / 'tmp').mkdir()
+    except OSError:
+        shutil.rmtree(workdir, ignore_errors=True)
+        return
+    if release_workdir(workdir) is not None:
+        remove_workdir(workdir)
 
 
 def remove_workdir(workdir: Path) -> None:
