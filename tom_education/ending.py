@@ -9,6 +9,7 @@ lost its run (see ``runner.RunLost``) writes neither.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,17 +33,25 @@ class Ended:
 
 
 def end_run(process: PipelineProcess, attempt: int, state: str, lines: list[tuple[str, int]], first_seq: int,
-            failure_message: str = '', traceback_text: str = '') -> Ended | None:
+            failure_message: str = '', traceback_text: str = '', changes: Mapping[str, Any] | None = None,
+            ) -> Ended | None:
     """Append ``lines`` (numbered from ``first_seq``) and move the run of ``attempt`` to ``state``.
 
+    ``changes``: more fields of the row to set in the same statement (the outputs' group, say).
     None, with nothing written, when the run is no longer that attempt's: another attempt owns it,
     or numbered lines of its own. Inside a transaction (the outputs'), the caller must then roll it back.
     """
     connection = connections[router.db_for_write(PipelineProcess)]
-    finished = PipelineProcess._meta.get_field('finished').get_db_prep_save(timezone.now(), connection)
-    update = [state, state, failure_message, traceback_text, finished, process.pk, ASYNC_STATUS_RUNNING, attempt]
+    meta = PipelineProcess._meta
+    changes = dict(changes or {})
+    extra = tuple(sorted(changes))
+    finished = meta.get_field('finished').get_db_prep_save(timezone.now(), connection)
+    update = [state, state, failure_message, traceback_text, finished,
+              *(meta.get_field(name).get_db_prep_save(changes[name], connection) for name in extra),
+              process.pk, ASYNC_STATUS_RUNNING, attempt]
+    statements = _statements(connection, extra)
     if connection.vendor == 'postgresql':
-        return _end_in_one_statement(connection, update, lines, first_seq)
+        return _end_in_one_statement(connection, statements, update, lines, first_seq)
     with transaction.atomic(using=connection.alias, savepoint=False):
         if lines:
             try:
@@ -52,7 +61,7 @@ def end_run(process: PipelineProcess, attempt: int, state: str, lines: list[tupl
                 return None
         with connection.cursor() as cursor:
             returning = supports_returning(connection)
-            cursor.execute(_statements(connection).update + (_statements(connection).followed if returning else ''),
+            cursor.execute(statements.update + (statements.followed if returning else ''),
                            update + (_FOLLOWED_PARAMS if returning else []))
             if returning:
                 row = cursor.fetchone()
@@ -64,11 +73,10 @@ def end_run(process: PipelineProcess, attempt: int, state: str, lines: list[tupl
         return ended
 
 
-def _end_in_one_statement(connection: Any, update: list[Any], lines: list[tuple[str, int]],
-                          first_seq: int) -> Ended | None:
+def _end_in_one_statement(connection: Any, statements: _Statements, update: list[Any],
+                          lines: list[tuple[str, int]], first_seq: int) -> Ended | None:
     """PostgreSQL: the state changes first and the lines are inserted only for the row it changed, so a lost
     attempt writes nothing; a line number taken meanwhile fails the whole statement, as a lost run."""
-    statements = _statements(connection)
     params = list(update)
     sql = statements.pg_update
     if lines:
@@ -102,12 +110,13 @@ class _Statements:
     pg_followed: str
 
 
-_cache: dict[str, _Statements] = {}
+_cache: dict[tuple[str, tuple[str, ...]], _Statements] = {}
 
 
-def _statements(connection: Any) -> _Statements:
-    """The SQL of the end, composed once per database alias (composing it cost more than running it)."""
-    cached = _cache.get(connection.alias)
+def _statements(connection: Any, extra: tuple[str, ...]) -> _Statements:
+    """The SQL of the end setting the fields ``extra`` too, composed once per database alias (composing it
+    cost more than running it)."""
+    cached = _cache.get((connection.alias, extra))
     if cached is not None:
         return cached
     quote = connection.ops.quote_name
@@ -118,13 +127,13 @@ def _statements(connection: Any) -> _Statements:
 
     table = quote(meta.db_table)
     assignments = ', '.join(f'{column(meta, name)} = %s'
-                            for name in ('state', 'status', 'failure_message', 'traceback', 'finished'))
+                            for name in ('state', 'status', 'failure_message', 'traceback', 'finished', *extra))
     where = f'{column(meta, "id")} = %s AND {column(meta, "state")} = %s AND {column(meta, "attempts")} = %s'
     rule_exists = (f'EXISTS (SELECT 1 FROM {quote(rule.db_table)} WHERE {column(rule, "after_pipeline")} = '
                    '{pipeline} '
                    f'AND {column(rule, "trigger")} = %s AND {column(rule, "paused")} = %s)')
     log_columns = ', '.join(column(log, name) for name in ('process', 'seq', 'created', 'level', 'message'))
-    cached = _cache[connection.alias] = _Statements(
+    cached = _cache[connection.alias, extra] = _Statements(
         update=f'UPDATE {table} SET {assignments} WHERE {where}',
         followed=' RETURNING ' + rule_exists.format(pipeline=f'{table}.{column(meta, "pipeline")}'),
         pg_update=(f'WITH ended AS (UPDATE {table} SET {assignments} WHERE {where} '

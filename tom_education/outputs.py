@@ -87,16 +87,19 @@ def save_outputs(
     process: PipelineProcess,
     outputs: list[CheckedOutput],
     log: Callable[[str], None],
-    before_commit: Callable[[], None],
+    before_commit: Callable[[dict[str, Any]], None],
     target: Any = None,
 ) -> None:
-    """Store the files, then create every output row in one transaction; ``before_commit`` runs last in it.
+    """Store the files, then create every output row in one transaction; ``before_commit`` runs last in it,
+    with the changes to the process row it must write with the final state.
 
     Files are copied before the transaction opens so a large copy never holds the database's
     write lock; if anything later fails they are deleted again. ``target``: the process's target as
     the caller already holds it (tom_base names an output's folder after it), else it is read.
     """
     products: list[tuple[CheckedOutput, DataProduct]] = []
+    #: written by before_commit with the final state: the outputs' group, and no file left uncommitted
+    row_changes: dict[str, Any] = {}
     saving = saving_outputs.set(True)
     try:
         for output in outputs:
@@ -117,7 +120,7 @@ def save_outputs(
                 in_group.objects.bulk_create([in_group(dataproduct_id=product.pk, dataproductgroup_id=group.pk)
                                               for _, product in products])
                 process.group = group
-                PipelineProcess.objects.filter(pk=process.pk).update(group=group, uncommitted_files=[])
+                row_changes = {'group': group.pk, 'uncommitted_files': []}
                 outputs_of = PipelineProcess.output_files.through
                 outputs_of.objects.bulk_create([outputs_of(pipelineprocess_id=process.pk, dataproduct_id=product.pk)
                                                 for _, product in products])
@@ -125,7 +128,7 @@ def save_outputs(
                 if output.model is ReducedDatum:
                     _save_reduced_datum(process, output, log)
             share_like_inputs(process)
-            before_commit()
+            before_commit(row_changes)
     except BaseException:
         for _, product in products:
             product.data.storage.delete(product.data.name)

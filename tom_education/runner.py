@@ -241,10 +241,11 @@ class RunContext:
     #: at most this many lines go in the ending statement; more are written first like any flush
     LINES_AT_END = 50
 
-    def end(self, state: str, failure_message: str = '', traceback_text: str = '') -> bool:
-        """Write the last lines and the final state together; False when the run is no longer this attempt's.
-
-        Inside the outputs' transaction the caller rolls back on False.
+    def end(self, state: str, failure_message: str = '', traceback_text: str = '',
+            changes: dict[str, Any] | None = None) -> bool:
+        """Write the last lines and the final state together (with ``changes`` to the row's other fields);
+        False when the run is no longer this attempt's. Inside the outputs' transaction the caller rolls
+        back on False.
         """
         with self._write_lock:
             if self.lost:
@@ -255,7 +256,7 @@ class RunContext:
             lines, self._pending = self._pending, []
             try:
                 ended = end_run(self.process, self.attempt, state, lines, self._next_seq, failure_message,
-                                traceback_text)
+                                traceback_text, changes)
             except Exception:
                 self._pending[:0] = lines  # e.g. the database is restarting: the failure path ends the run
                 raise
@@ -806,16 +807,16 @@ def _run_and_save(process: PipelineProcess, context: RunContext, tmpdir: Path, s
         outputs = check_outputs(raw_outputs, tmpdir)
         context.log(f'Saving {len(outputs)} output(s)')
 
-        def before_commit() -> None:
+        def before_commit(changes: dict[str, Any]) -> None:
             context.log(f'Finished: {len(outputs)} output(s) saved')
-            if not context.end(ASYNC_STATUS_CREATED):
+            if not context.end(ASYNC_STATUS_CREATED, changes=changes):
                 raise RunLost()  # another attempt owns the run now: these outputs must not be saved twice
 
         if outputs:
             with context.exclusive_writes():
                 save_outputs(process, outputs, context.log, before_commit, target=context.target)
         else:
-            before_commit()  # nothing to save: no transaction around the ending statement
+            before_commit({})  # nothing to save: no transaction around the ending statement
         announce_finished(process, ASYNC_STATUS_CREATED, context.followed)
         return
     except RunLost:
