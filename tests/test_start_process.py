@@ -67,6 +67,38 @@ def test_flags_defaults_are_filled_in(target, user):
     assert process.task_id
 
 
+@pytest.mark.parametrize('listening', [False, True], ids=['stored-directly', 'tom-listens-to-post-save'])
+def test_the_stored_run_is_what_was_asked_whichever_way_it_is_stored(target, user, listening):
+    """A run is stored with hand-written SQL (one statement on PostgreSQL) unless the TOM listens to new rows
+    with post_save, which then hears of each run: both ways store the same row and the same inputs."""
+    from django.db.models.signals import post_save, pre_save
+
+    products = [make_product(target, f'{name}.json', '{}') for name in ('a', 'b', 'c')]
+    heard = []
+
+    def hear(sender, instance, created, **kwargs):
+        heard.append((instance.pk, created))
+
+    if listening:
+        post_save.connect(hear, weak=False, dispatch_uid='test-new-runs')
+    try:
+        process = start(user=user, pipeline='Scripted', target=target, input_files=products[::-1],
+                        flags={'shout': True})
+    finally:
+        post_save.disconnect(dispatch_uid='test-new-runs')
+    assert heard == ([(process.pk, True)] if listening else [])
+    if not listening:  # nothing else listens: the row went through the hand-written SQL
+        assert not post_save.has_listeners(type(process)) and not pre_save.has_listeners(type(process))
+    stored = PipelineProcess.objects.get(pk=process.pk)
+    assert process.pk is not None and not process._state.adding
+    for name in ('identifier', 'pipeline', 'target_id', 'flag_values', 'option_values', 'created_by_id', 'task_id',
+                 'state', 'status', 'attempts', 'chain_depth', 'losses', 'uncommitted_files'):
+        assert getattr(stored, name) == getattr(process, name), name
+    assert stored.queued == process.queued and stored.created == process.created
+    assert (stored.flag_values, stored.state, stored.created_by_id) == ({'shout': True}, ASYNC_STATUS_PENDING, user.pk)
+    assert sorted(stored.input_files.values_list('pk', flat=True)) == sorted(product.pk for product in products)
+
+
 def test_identifiers_stay_unique_within_one_second():
     identifiers = {new_identifier('example') for _ in range(5000)}
     assert len(identifiers) == 5000

@@ -5,6 +5,7 @@ Every function that takes a ``user`` applies TOM permissions through ``targets_f
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import uuid
@@ -25,6 +26,7 @@ from tom_targets.permissions import targets_for_user
 
 from tom_education import conf, recovery, registry, run_options
 from tom_education.dispatch import QUEUE_UNAVAILABLE, TASK_NAME, enqueue, queue_name  # noqa: F401 - this API
+from tom_education.insertion import insert_process
 from tom_education.models import (
     ASYNC_STATUS_CANCELLED,
     ASYNC_STATUS_PENDING,
@@ -352,22 +354,20 @@ def start_process(
     resolved_target, products = _resolve_inputs(user, target, pipeline_class, input_files)
     flag_values = resolve_flags(pipeline_class, flags)
     option_values = resolve_options(pipeline, pipeline_class, options)
-    with transaction.atomic():
-        process = pipeline_class.objects.create(
-            identifier=new_identifier(pipeline_class.short_name),
-            pipeline=pipeline,
-            target=resolved_target,
-            flag_values=flag_values,
-            option_values=option_values,
-            created_by=user if user is not None and user.is_authenticated else None,
-            task_id=str(uuid.uuid4()),
-            queued=timezone.now(),
-        )
-        # a new process has no inputs yet: one INSERT, without the SELECT that set() or add() would make first
-        links = PipelineProcess.input_files.through
-        links.objects.bulk_create([links(pipelineprocess_id=process.pk, dataproduct_id=product.pk)
-                                   for product in products])
-        notes = list(notes)
+    process = pipeline_class(
+        identifier=new_identifier(pipeline_class.short_name),
+        pipeline=pipeline,
+        target=resolved_target,
+        flag_values=flag_values,
+        option_values=option_values,
+        created_by=user if user is not None and user.is_authenticated else None,
+        task_id=str(uuid.uuid4()),
+        queued=timezone.now(),
+    )
+    notes = list(notes)
+    # the row and its input links are stored together (one statement on PostgreSQL); notes join them
+    with transaction.atomic() if notes else contextlib.nullcontext():
+        insert_process(process, [product.pk for product in products])
         if notes:
             PipelineLogLine.append(process, [(note, logging.WARNING) for note in notes], first_seq=1)
         transaction.on_commit(lambda: enqueue(process))
