@@ -753,7 +753,7 @@ def looks_usable(connection: Any) -> bool:
     One ``poll`` of the socket then replaces ``is_usable()``'s ``SELECT 1`` (a quarter of a short run's
     database time). Anything unexpected to read (a notice) only costs a new connection.
     """
-    if connection.vendor != 'postgresql' or connection.in_atomic_block:
+    if connection.vendor != 'postgresql' or connection.in_atomic_block or not hasattr(select, 'poll'):
         return connection.is_usable()
     raw = connection.connection
     if raw.closed or raw.broken:
