@@ -91,6 +91,9 @@ def test_the_stored_run_is_what_was_asked_whichever_way_it_is_stored(target, use
         assert not post_save.has_listeners(type(process)) and not pre_save.has_listeners(type(process))
     stored = PipelineProcess.objects.get(pk=process.pk)
     assert process.pk is not None and not process._state.adding
+    # the target came with the products, in one query: it is the one asked for, with the fields it holds
+    assert (process.target.pk, process.target.name, process.target.permissions) == \
+        (target.pk, target.name, target.permissions)
     for name in ('identifier', 'pipeline', 'target_id', 'flag_values', 'option_values', 'created_by_id', 'task_id',
                  'state', 'status', 'attempts', 'chain_depth', 'losses', 'uncommitted_files'):
         assert getattr(stored, name) == getattr(process, name), name
