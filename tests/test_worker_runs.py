@@ -327,3 +327,48 @@ def test_an_emptied_work_folder_is_reused_and_a_run_never_sees_what_another_left
     assert not orphan.exists() and len(list(tmp_path.glob('tom_education-runs-*/spare-*'))) == 1
     workdirs.remove_spares()
     assert not list(tmp_path.glob('tom_education-runs-*/*'))
+
+
+def test_a_run_asks_for_children_without_reaping_anyone_elses():
+    """Before listing /proc for processes to stop, a run asks whether its process has any child at all; the
+    question must not reap a child that exited, whose exit status belongs to the code that started it.
+
+    Checked in a forked copy of this process, which starts with no child (this one may have workers)."""
+    import subprocess
+    import sys
+
+    checks = ['no child at first', 'a running child is seen', 'an exited child not yet waited for is seen',
+              'the exit status stayed with the code that started the child', 'no child once it was waited for']
+    pid = os.fork()
+    if pid == 0:  # the copy: exit with the number of the first check that failed, 0 if none did
+        failed = 1
+        try:
+            if runner.has_children():
+                os._exit(1)
+            child = subprocess.Popen([sys.executable, '-c', 'import sys; sys.exit(7)'])
+            failed = 2
+            if runner.has_children():
+                failed = 3
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and psutil_status(child.pid) != 'zombie':
+                    time.sleep(0.01)
+                if runner.has_children():
+                    failed = 4
+                    if child.wait(timeout=30) == 7:
+                        failed = 5
+                        if not runner.has_children():
+                            failed = 0
+        finally:
+            os._exit(failed)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    assert code == 0, f'failed: {checks[code - 1]}' if 0 < code <= len(checks) else f'the copy exited with {code}'
+
+
+def psutil_status(pid: int) -> str:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status()
+    except psutil.NoSuchProcess:
+        return 'gone'

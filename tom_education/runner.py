@@ -138,6 +138,21 @@ def descendant_pids(pid: int) -> set[int]:
     return found
 
 
+def has_children() -> bool:
+    """Whether this process has any child process, in one ``waitid`` call that reaps nothing (``WNOWAIT``).
+
+    A process with no child has no descendant of its own: most runs start none, and then neither
+    end of the run needs to list ``/proc``. Where ``waitid`` is missing, the answer is yes.
+    """
+    if not hasattr(os, 'waitid') or not hasattr(os, 'WNOWAIT'):
+        return True
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
+
+
 class RunContext:
     """Worker-side companion of a running process: its log buffer, heartbeat and cancel flag.
 
@@ -178,7 +193,7 @@ class RunContext:
         self._previous_handler: Any = None
         self._in_pipeline = False
         # processes that exist before the run are not the run's to stop (a test runner's workers, say)
-        self._children_before = descendant_pids(os.getpid())
+        self._children_before = descendant_pids(os.getpid()) if has_children() else set()
 
     # --- called from the pipeline's thread ------------------------------------------------------
 
@@ -316,6 +331,8 @@ class RunContext:
 
     def stop_new_children(self) -> None:
         """Stop every process the run started (and their children): nothing outlives its run."""
+        if not has_children():
+            return
         pids = descendant_pids(os.getpid()) - self._children_before
         if not pids:
             return
