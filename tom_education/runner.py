@@ -45,7 +45,7 @@ from tom_education.models import (
 from tom_education.outputs import check_outputs, save_outputs
 from tom_education.run_options import OptionError
 from tom_education.signals import run_finished
-from tom_education.workdirs import make_workdir, recycle, release_workdir, remove_workdir
+from tom_education.workdirs import make_workdir, recycle, remove_workdir
 
 logger = logging.getLogger(__name__)
 
@@ -745,9 +745,7 @@ def run_process(pk: int, attempt: int | None = None, node: str = '', soft_time_l
         logging.getLogger().removeHandler(handler)
         context.stop_new_children()
         context.stop()
-        leftover = release_workdir(workdir)
-        if leftover is not None:
-            Monitor.current().recycle_later(leftover)
+        Monitor.current().recycle_later(workdir)
         process._run = None
 
 

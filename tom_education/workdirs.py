@@ -77,6 +77,8 @@ def recycle(workdir: Path) -> None:
     Runs off the run's path (by the process's monitor thread): the next run renames a spare instead of
     making folders, even after a run that left files (every run with outputs does).
     """
+    if release_workdir(workdir) is None:
+        return  # the run left it empty: kept as it is
     for entry in (workdir.iterdir() if workdir.is_dir() else ()):
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
