@@ -118,13 +118,13 @@ class PipelineProcess(models.Model):
     #: Set by the worker while the process runs (see runner.RunContext); None everywhere else.
     _run: RunContext | None = None
 
-    identifier = models.CharField(max_length=150, unique=True)
-    pipeline = models.CharField(max_length=100, db_index=True, help_text='Name the pipeline is registered under')
+    identifier = models.CharField(max_length=150)
+    pipeline = models.CharField(max_length=100, help_text='Name the pipeline is registered under')
     target = models.ForeignKey('tom_targets.BaseTarget', on_delete=models.CASCADE, related_name='pipeline_processes')
     input_files = models.ManyToManyField(DataProduct, related_name='pipeline_processes')
     flag_values = models.JSONField(default=dict, blank=True)
     option_values = models.JSONField(default=dict, blank=True)
-    state = models.CharField(max_length=20, choices=STATE_CHOICES, default=ASYNC_STATUS_PENDING, db_index=True)
+    state = models.CharField(max_length=20, choices=STATE_CHOICES, default=ASYNC_STATUS_PENDING)
     status = models.CharField(max_length=255, default=ASYNC_STATUS_PENDING)
     failure_message = models.TextField(blank=True, default='')
     traceback = models.TextField(blank=True, default='')
@@ -170,10 +170,18 @@ class PipelineProcess(models.Model):
     class Meta:
         ordering = ('-created', '-pk')
         verbose_name_plural = 'pipeline processes'
+        # Every run's claim and end rewrite the row, and PostgreSQL then adds an entry to each of its
+        # indexes: only the indexes queries use. A query on the state alone uses the leading column of
+        # the first two; declared here rather than with unique=True or db_index=True, these get no
+        # second, LIKE-only copy on PostgreSQL (no query here matches identifiers or pipelines by pattern).
         indexes = [
             # what every worker's periodic check asks: running runs by heartbeat, pending runs by send time
             models.Index(fields=['state', 'heartbeat'], name='tom_education_state_beat'),
             models.Index(fields=['state', 'queued'], name='tom_education_state_queued'),
+            models.Index(fields=['pipeline'], name='tom_education_pipeline'),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=['identifier'], name='tom_education_unique_identifier'),
         ]
 
     def __str__(self) -> str:
