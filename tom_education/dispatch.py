@@ -10,8 +10,8 @@ import logging
 from django.utils.module_loading import import_string
 
 from tom_education import conf, registry
+from tom_education.ending import finish
 from tom_education.models import ASYNC_STATUS_FAILED, PipelineProcess
-from tom_education.runner import finish
 
 logger = logging.getLogger(__name__)
 

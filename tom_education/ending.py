@@ -1,4 +1,5 @@
-"""The end of a run on the worker: its last log lines and its final state, written together.
+"""The end of a run: its last log lines and its final state, written together (``end_run``), or the
+final state alone when the engine ends a run its worker could not (``finish``).
 
 Every run ends here, which makes it the engine's hottest path. On PostgreSQL the last lines, the
 final state and the question "does an active chain rule follow this pipeline?" are one statement:
@@ -17,6 +18,7 @@ from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 
 from tom_education.models import (
+    ACTIVE_STATES,
     ASYNC_STATUS_RUNNING,
     PipelineLogLine,
     PipelineProcess,
@@ -42,12 +44,9 @@ def end_run(process: PipelineProcess, attempt: int, state: str, lines: list[tupl
     or numbered lines of its own. Inside a transaction (the outputs'), the caller must then roll it back.
     """
     connection = connections[router.db_for_write(PipelineProcess)]
-    meta = PipelineProcess._meta
     changes = dict(changes or {})
     extra = tuple(sorted(changes))
-    finished = meta.get_field('finished').get_db_prep_save(timezone.now(), connection)
-    update = [state, state, failure_message, traceback_text, finished,
-              *(meta.get_field(name).get_db_prep_save(changes[name], connection) for name in extra),
+    update = [*_final_values(connection, state, failure_message, traceback_text, changes, extra),
               process.pk, ASYNC_STATUS_RUNNING, attempt]
     statements = _statements(connection, extra)
     if connection.vendor == 'postgresql':
@@ -71,6 +70,35 @@ def end_run(process: PipelineProcess, attempt: int, state: str, lines: list[tupl
         if ended is None:
             transaction.set_rollback(True, using=connection.alias)
         return ended
+
+
+def finish(pk: int, state: str, failure_message: str = '', traceback_text: str = '',
+           attempt: int | None = None) -> bool:
+    """Move an active process to a final state without log lines; False when it had already ended.
+
+    How the engine ends a run its worker could not end (killed by the hard time limit, an unknown
+    pipeline, the queue unreachable, too many lost attempts). With ``attempt``, only that attempt,
+    still running, may end the run: an attempt that lost its run to a newer one never writes over it.
+    """
+    connection = connections[router.db_for_write(PipelineProcess)]
+    statements = _statements(connection, ())
+    params = _final_values(connection, state, failure_message, traceback_text, {}, ())
+    if attempt is None:
+        sql, params = statements.update_active, [*params, pk, *sorted(ACTIVE_STATES)]
+    else:
+        sql, params = statements.update, [*params, pk, ASYNC_STATUS_RUNNING, attempt]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount > 0
+
+
+def _final_values(connection: Any, state: str, failure_message: str, traceback_text: str,
+                  changes: Mapping[str, Any], extra: tuple[str, ...]) -> list[Any]:
+    """The values of a final UPDATE's SET clause, in the order of ``_statements``' assignments."""
+    meta = PipelineProcess._meta
+    finished = meta.get_field('finished').get_db_prep_save(timezone.now(), connection)
+    return [state, state, failure_message, traceback_text, finished,
+            *(meta.get_field(name).get_db_prep_save(changes[name], connection) for name in extra)]
 
 
 def _end_in_one_statement(connection: Any, statements: _Statements, update: list[Any],
@@ -100,9 +128,11 @@ _FOLLOWED_PARAMS = [PipelineRule.RUN_SUCCEEDED, False]
 
 @dataclass(frozen=True)
 class _Statements:
-    #: SQLite and others: the UPDATE, and its RETURNING clause where supported
+    #: the UPDATE of one running attempt (SQLite and others; ``finish``), and its RETURNING clause
     update: str
     followed: str
+    #: the UPDATE of any active run (``finish`` without an attempt)
+    update_active: str
     #: PostgreSQL: the UPDATE in a WITH, the INSERT of the lines (its VALUES added per call), the SELECT
     pg_update: str
     pg_lines: str
@@ -129,6 +159,8 @@ def _statements(connection: Any, extra: tuple[str, ...]) -> _Statements:
     assignments = ', '.join(f'{column(meta, name)} = %s'
                             for name in ('state', 'status', 'failure_message', 'traceback', 'finished', *extra))
     where = f'{column(meta, "id")} = %s AND {column(meta, "state")} = %s AND {column(meta, "attempts")} = %s'
+    where_active = (f'{column(meta, "id")} = %s AND '
+                    f'{column(meta, "state")} IN ({", ".join(["%s"] * len(ACTIVE_STATES))})')
     rule_exists = (f'EXISTS (SELECT 1 FROM {quote(rule.db_table)} WHERE {column(rule, "after_pipeline")} = '
                    '{pipeline} '
                    f'AND {column(rule, "trigger")} = %s AND {column(rule, "paused")} = %s)')
@@ -136,6 +168,7 @@ def _statements(connection: Any, extra: tuple[str, ...]) -> _Statements:
     cached = _cache[connection.alias, extra] = _Statements(
         update=f'UPDATE {table} SET {assignments} WHERE {where}',
         followed=' RETURNING ' + rule_exists.format(pipeline=f'{table}.{column(meta, "pipeline")}'),
+        update_active=f'UPDATE {table} SET {assignments} WHERE {where_active}',
         pg_update=(f'WITH ended AS (UPDATE {table} SET {assignments} WHERE {where} '
                    f'RETURNING {column(meta, "id")} AS id, {column(meta, "pipeline")} AS pipeline)'),
         pg_lines=(f', lines AS (INSERT INTO {quote(log.db_table)} ({log_columns}) '

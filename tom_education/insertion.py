@@ -16,10 +16,7 @@ from django.db.models import Field
 from django.db.models.signals import post_save, pre_save
 
 from tom_education.ending import supports_returning
-from tom_education.models import PipelineProcess
-
-#: Links per INSERT on SQLite, whose statements take at most 999 parameters (two per link).
-LINKS_PER_STATEMENT = 400
+from tom_education.models import PipelineProcess, rows_per_statement
 
 
 def insert_process(process: PipelineProcess, product_ids: list[int]) -> None:
@@ -50,8 +47,9 @@ def insert_process(process: PipelineProcess, product_ids: list[int]) -> None:
                 cursor.execute(statements.insert, values)
                 pk = connection.ops.last_insert_id(cursor, PipelineProcess._meta.db_table,
                                                    PipelineProcess._meta.pk.column)
-            for start in range(0, len(product_ids), LINKS_PER_STATEMENT):
-                chunk = product_ids[start:start + LINKS_PER_STATEMENT]
+            per_statement = rows_per_statement(connection, 2)
+            for start in range(0, len(product_ids), per_statement):
+                chunk = product_ids[start:start + per_statement]
                 cursor.execute(statements.links + ', '.join(['(%s, %s)'] * len(chunk)),
                                [value for product_pk in chunk for value in (pk, product_pk)])
     process.pk = pk

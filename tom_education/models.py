@@ -364,6 +364,12 @@ class PipelineWorker(models.Model):
         return self.node
 
 
+def rows_per_statement(connection: Any, params_per_row: int) -> int:
+    """How many rows of ``params_per_row`` parameters one statement may carry (SQLite takes 999 parameters;
+    at most 1,000 rows anywhere, to keep a statement's text small)."""
+    return max(1, min(1000, (connection.features.max_query_params or 5000) // params_per_row))
+
+
 class PipelineLogLine(models.Model):
     """One line of a process log: appended, never rewritten, read by cursor (``seq``)."""
 
@@ -398,8 +404,7 @@ class PipelineLogLine(models.Model):
         quote = connection.ops.quote_name
         columns = ', '.join(quote(column) for column in ('process_id', 'seq', 'created', 'level', 'message'))
         insert = f'INSERT INTO {quote(cls._meta.db_table)} ({columns}) VALUES '
-        # as many rows per statement as the database takes parameters (SQLite: 999), 5 per row
-        per_statement = max(1, min(1000, (connection.features.max_query_params or 5000) // 5))
+        per_statement = rows_per_statement(connection, 5)
         if connection.vendor == 'postgresql':
             cls._copy_lines(connection, process.pk, seq, lines)
             return

@@ -36,6 +36,7 @@ from tom_dataproducts.models import DataProduct
 from tom_education import brokers, conf, registry
 from tom_education.automation import fire_due_rules
 from tom_education.dispatch import enqueue, queue_name
+from tom_education.ending import finish
 from tom_education.models import (
     ASYNC_STATUS_CANCELLED,
     ASYNC_STATUS_FAILED,
@@ -45,7 +46,7 @@ from tom_education.models import (
     PipelineProcess,
     PipelineWorker,
 )
-from tom_education.runner import HANDED_BACK, finish, timed_out_message
+from tom_education.runner import HANDED_BACK, timed_out_message
 from tom_education.workdirs import WORKDIR_PATTERN, dead_spares
 
 logger = logging.getLogger(__name__)

@@ -28,9 +28,8 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from tom_education import conf, registry
-from tom_education.ending import end_run, supports_returning
+from tom_education.ending import end_run, finish, supports_returning
 from tom_education.models import (
-    ACTIVE_STATES,
     ASYNC_STATUS_CANCELLED,
     ASYNC_STATUS_CREATED,
     ASYNC_STATUS_FAILED,
@@ -57,47 +56,6 @@ def worker_name() -> str:
 class RunLost(Exception):
     """Raised inside a running pipeline whose run was given to another attempt (its worker was presumed lost,
     or handed it back on shutdown): this attempt stops and writes nothing more."""
-
-
-def finish(pk: int, state: str, failure_message: str = '', traceback_text: str = '',
-           attempt: int | None = None) -> bool:
-    """Move an active process to a final state; False when it had already ended.
-
-    With ``attempt``, only that attempt, still running, may end the run: an attempt that lost its
-    run to a newer one can never write over it.
-    """
-    connection = connections[router.db_for_write(PipelineProcess)]
-    finished = PipelineProcess._meta.get_field('finished').get_db_prep_save(timezone.now(), connection)
-    params = [state, state, failure_message, traceback_text, finished, pk]
-    if attempt is None:
-        params += sorted(ACTIVE_STATES)
-    else:
-        params += [ASYNC_STATUS_RUNNING, attempt]
-    with connection.cursor() as cursor:
-        cursor.execute(_finish_statement(connection, attempt is not None), params)
-        return cursor.rowcount > 0
-
-
-#: The two forms of finish's UPDATE (any active run / one running attempt), per connection alias.
-_finish_statements: dict[tuple[str, bool], str] = {}
-
-
-def _finish_statement(connection: Any, one_attempt: bool) -> str:
-    """Every run ends through ``finish``: its SQL is written once instead of compiled by the ORM each time."""
-    key = (connection.alias, one_attempt)
-    if key not in _finish_statements:
-        meta = PipelineProcess._meta
-
-        def column(name: str) -> str:
-            return connection.ops.quote_name(meta.get_field(name).column)
-
-        columns = ', '.join(f'{column(name)} = %s' for name in ('state', 'status', 'failure_message', 'traceback',
-                                                                    'finished'))
-        condition = f'{column("state")} = %s AND {column("attempts")} = %s' if one_attempt else \
-            f'{column("state")} IN ({", ".join(["%s"] * len(ACTIVE_STATES))})'
-        _finish_statements[key] = (f'UPDATE {connection.ops.quote_name(meta.db_table)} SET {columns} '
-                                   f'WHERE {column("id")} = %s AND {condition}')
-    return _finish_statements[key]
 
 
 def timed_out_message(seconds: float) -> str:
@@ -385,7 +343,7 @@ class RunContext:
         """The row no longer belongs to this attempt (recovered as lost, handed back): stop the pipeline.
 
         Once ``do_pipeline()`` has returned the row may simply have ended (this attempt's own save);
-        a save that races with a hand-back is refused by ``finish`` and rolled back instead.
+        a save that races with a hand-back is refused by the ending statement and rolled back instead.
         """
         if not self.lost and self._in_pipeline:
             logger.warning('Process %s, attempt %s: the run was given to another attempt; stopping this one',
@@ -436,7 +394,7 @@ class Monitor:
         self._changed = threading.Condition()
         self._contexts: list[RunContext] = []
         self._busy_with: RunContext | None = None
-        self._to_remove: list[Path] = []
+        self._to_recycle: list[Path] = []
         self._stopping = False
         self._thread = threading.Thread(target=self._serve, name='tom_education-monitor', daemon=True)
         self._thread.start()
@@ -478,7 +436,7 @@ class Monitor:
         """Empty a finished run's work folder from this thread, for the process's next run (see
         ``workdirs.recycle``; a folder left by a crash is the periodic check's to remove)."""
         with self._changed:
-            self._to_remove.append(workdir)
+            self._to_recycle.append(workdir)
             self._changed.notify_all()
 
     def _next_job(self) -> RunContext | Path | None:
@@ -486,8 +444,8 @@ class Monitor:
         idle_since = time.monotonic()
         with self._changed:
             while not self._stopping:
-                if self._to_remove:
-                    return self._to_remove.pop()
+                if self._to_recycle:
+                    return self._to_recycle.pop()
                 if not self._contexts:
                     if time.monotonic() - idle_since >= self.IDLE_CLOSE:
                         connections.close_all()
@@ -519,7 +477,7 @@ class Monitor:
                         self._busy_with = None
                         self._changed.notify_all()
         finally:
-            for workdir in self._to_remove:
+            for workdir in self._to_recycle:
                 remove_workdir(workdir)
             connections.close_all()
 

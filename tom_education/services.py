@@ -34,6 +34,7 @@ from tom_education.models import (
     PipelineLogLine,
     PipelineProcess,
     new_identifier,
+    rows_per_statement,
 )
 
 logger = logging.getLogger(__name__)
@@ -254,8 +255,6 @@ def _resolve_inputs(
 
 #: What a submission reads of a product (its target's TARGET_FIELDS come with it).
 PRODUCT_FIELDS = ('pk', 'product_id', 'target', 'data')
-#: Ids per query on SQLite, whose statements take at most 999 parameters.
-IDS_PER_QUERY = 900
 _product_queries: dict[str, tuple[str, list[str], list[str]]] = {}
 
 
@@ -285,8 +284,9 @@ def _products_with_their_target(ids: list[int]) -> dict[int, DataProduct]:
     found: dict[int, DataProduct] = {}
     cache_target = DataProduct._meta.get_field('target').set_cached_value
     with connection.cursor() as cursor:
-        for start in range(0, len(ids), IDS_PER_QUERY):
-            chunk = ids[start:start + IDS_PER_QUERY]
+        per_query = rows_per_statement(connection, 1)
+        for start in range(0, len(ids), per_query):
+            chunk = ids[start:start + per_query]
             cursor.execute(select + f'({", ".join(["%s"] * len(chunk))})', chunk)
             for row in cursor.fetchall():
                 product = DataProduct.from_db(connection.alias, product_names, row[:len(product_names)])

@@ -21,7 +21,7 @@ from celery.signals import (
     worker_shutting_down,
 )
 
-from tom_education import conf, recovery, runner, workdirs
+from tom_education import conf, ending, recovery, runner, workdirs
 from tom_education.dispatch import TASK_NAME
 from tom_education.models import ASYNC_STATUS_FAILED
 
@@ -38,7 +38,7 @@ class PipelineTask(Task):
             seconds = exc.args[0] if exc.args and isinstance(exc.args[0], (int, float)) else conf.hard_time_limit()
             attempt = (kwargs or {}).get('attempt')
             workdirs.remove_workdirs(args[0])  # the killed child could not clean up after itself
-            if not runner.finish(args[0], ASYNC_STATUS_FAILED, runner.timed_out_message(seconds), attempt=attempt) \
+            if not ending.finish(args[0], ASYNC_STATUS_FAILED, runner.timed_out_message(seconds), attempt=attempt) \
                     and attempt is not None:
                 recovery.resend_unstarted(args[0], attempt)  # killed before it even started the run
 
