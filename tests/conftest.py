@@ -89,6 +89,13 @@ def worker(django_db_setup, django_db_blocker) -> Iterator[Worker]:
     started.stop()
 
 
+@pytest.fixture
+def no_worker_needed(settings):
+    """Queue runs into a queue no worker consumes, for tests of pages and rows rather than of runs: a worker
+    left running by an earlier test would otherwise take a run at once and change the row under the test."""
+    settings.TOM_EDUCATION_CELERY_APP = 'tests.unused_queue.app'
+
+
 def wait_for(process: PipelineProcess, condition: Callable[[PipelineProcess], bool], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

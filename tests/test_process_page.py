@@ -8,7 +8,8 @@ from tests.conftest import make_product
 from tom_education import services
 from tom_education.models import ASYNC_STATUS_FAILED, PipelineProcess
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# these tests look at the page of a run cancelled before it started: no worker may take it meanwhile
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures('no_worker_needed')]
 
 
 @pytest.fixture

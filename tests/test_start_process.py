@@ -67,8 +67,7 @@ def test_flags_defaults_are_filled_in(target, user):
     assert process.task_id
 
 
-# a queue no worker consumes: a worker left by an earlier test would otherwise run it before the row is read
-@override_settings(TOM_EDUCATION_CELERY_APP='tests.unused_queue.app')
+@pytest.mark.usefixtures('no_worker_needed')  # the row is read back as submitted, before any worker runs it
 @pytest.mark.parametrize('listening', [False, True], ids=['stored-directly', 'tom-listens-to-post-save'])
 def test_the_stored_run_is_what_was_asked_whichever_way_it_is_stored(target, user, listening):
     """A run is stored with hand-written SQL (one statement on PostgreSQL) unless the TOM listens to new rows

@@ -15,13 +15,8 @@ from tom_education.models import (
     PipelineProcess,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def no_worker_needed(settings):
-    # these tests look at pages, not at runs: queue into a queue no worker consumes
-    settings.TOM_EDUCATION_CELERY_APP = 'tests.unused_queue.app'
+# these tests look at pages, not at runs
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures('no_worker_needed')]
 
 
 def run_url(target):
