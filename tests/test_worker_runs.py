@@ -274,6 +274,29 @@ def test_a_copy_of_a_message_or_one_of_an_older_attempt_is_dropped(target, user)
     assert runner.claim(process.pk) is None
 
 
+@pytest.mark.skipif(not settings.DATABASES['default']['ENGINE'].endswith('postgresql'),
+                    reason='PostgreSQL\'s commit setting')
+def test_only_the_claim_commits_without_waiting_for_the_disk(target, user):
+    """A claim that a database crash forgets only leaves its run pending, to be sent again, so its commit does not
+    wait for the write-ahead log. That must stay the claim's own: the run's end, its outputs and the next
+    submission run on the same connection, and they must still wait."""
+    from django.db import connection, transaction
+
+    def commit_setting() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute('SHOW synchronous_commit')
+            return cursor.fetchone()[0]
+
+    assert commit_setting() == 'on'
+    process = run(target, user, {}, pipeline='Parked')
+    with transaction.atomic():
+        assert runner.claim(process.pk, attempt=1).attempt == 1
+        assert commit_setting() == 'off', 'the claim\'s transaction waits for the disk'
+    assert commit_setting() == 'on', 'the claim changed the setting of the statements after it'
+    process.refresh_from_db()
+    assert process.state == ASYNC_STATUS_RUNNING and process.attempts == 1
+
+
 def test_cleanup_leaves_the_work_folders_of_another_tom_on_the_host_alone(tmp_path, monkeypatch, target, user):
     """Two TOMs (a site and its staging copy) on one host: each removes only its own dead runs' folders."""
     import tempfile

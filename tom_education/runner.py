@@ -44,7 +44,7 @@ from tom_education.models import (
 from tom_education.outputs import check_outputs, save_outputs
 from tom_education.run_options import OptionError
 from tom_education.signals import run_finished
-from tom_education.workdirs import make_workdir, recycle, remove_workdir
+from tom_education.workdirs import make_workdir, recycle, release_workdir, remove_workdir
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ class RunContext:
         # the claim has just written the heartbeat: the monitor's first round comes one interval later
         self._next_beat = time.monotonic() + conf.heartbeat_interval()
         #: when the monitor serves this run next (set by the monitor)
-        self.next_round = time.monotonic() + min(conf.log_flush_interval(), conf.heartbeat_interval())
+        self.next_round = time.monotonic() + round_interval()
         self._pipeline_thread = threading.get_ident()
         self._on_main_thread = threading.current_thread() is threading.main_thread()
         self._previous_handler: Any = None
@@ -371,6 +371,11 @@ class RunContext:
                 )
 
 
+def round_interval() -> float:
+    """Seconds between two rounds of the monitor for one run: it flushes the log and beats the heart in each."""
+    return min(conf.log_flush_interval(), conf.heartbeat_interval())
+
+
 class Monitor:
     """The one long-lived thread of a worker process that serves the runs the process is running.
 
@@ -378,8 +383,13 @@ class Monitor:
     its heart and watches for a cancel, on a database connection of its own that it keeps between
     runs: a thread and a connection per run cost more than many short runs themselves. A failed
     round (the database restarting, say) closes that connection, and the next round opens a new one.
-    It also empties the work folders of finished runs for the next ones, off the path of the next run.
+    It also empties the work folders that finished runs left files in, off the path of the next run.
     Idle for ``IDLE_CLOSE`` seconds, it closes its connection so it holds none while nothing runs.
+
+    Waking a thread costs a short run more than anything the thread then does, so a run does not wake
+    it: until it has been idle for ``IDLE_CLOSE`` seconds the monitor looks for new runs once a round
+    on its own, and a run's first round is due a round after it starts anyway. Only a monitor in its
+    long idle sleep is woken by the run that ends it.
 
     A prefork pool process runs one run at a time; the monitor still serves several (a thread pool,
     tests running runs side by side).
@@ -396,6 +406,8 @@ class Monitor:
         self._busy_with: RunContext | None = None
         self._to_recycle: list[Path] = []
         self._stopping = False
+        #: in its long idle sleep, where only a notify wakes it in time for a new run's first round
+        self._dozing = False
         self._thread = threading.Thread(target=self._serve, name='tom_education-monitor', daemon=True)
         self._thread.start()
 
@@ -422,7 +434,8 @@ class Monitor:
     def attach(self, context: RunContext) -> None:
         with self._changed:
             self._contexts.append(context)
-            self._changed.notify_all()
+            if self._dozing:
+                self._changed.notify_all()
 
     def detach(self, context: RunContext) -> None:
         """Stop serving ``context``; returns once no round for it is in progress."""
@@ -447,16 +460,20 @@ class Monitor:
                 if self._to_recycle:
                     return self._to_recycle.pop()
                 if not self._contexts:
-                    if time.monotonic() - idle_since >= self.IDLE_CLOSE:
-                        connections.close_all()
+                    if time.monotonic() - idle_since < self.IDLE_CLOSE:
+                        self._changed.wait(timeout=round_interval())  # a run attached meanwhile is due no sooner
+                        continue
+                    connections.close_all()
+                    self._dozing = True
                     self._changed.wait(timeout=self.IDLE_CLOSE)
+                    self._dozing = False
                     continue
                 context = min(self._contexts, key=lambda each: each.next_round)
                 remaining = context.next_round - time.monotonic()
-                if remaining > 0:  # woken early (attach, detach, a folder, shutdown): look again
+                if remaining > 0:  # woken early (a run attached while dozing, a folder, shutdown): look again
                     self._changed.wait(timeout=remaining)
                     continue
-                context.next_round = time.monotonic() + min(conf.log_flush_interval(), conf.heartbeat_interval())
+                context.next_round = time.monotonic() + round_interval()
                 self._busy_with = context
                 return context
             return None
@@ -632,6 +649,8 @@ def _claim_statement(connection: Any) -> tuple[str, list[str], list[tuple[Any, l
         f'(SELECT {quote("name")} FROM {quote(target.db_table)} '
         f'WHERE {quote(target.pk.column)} = {table}.{quote("target_id")})'
     )
+    if connection.vendor == 'postgresql':
+        sql += f', {ASYNCHRONOUS_COMMIT}'
     converters = []
     for field in fields:
         column = field.get_col(meta.db_table)
@@ -639,6 +658,13 @@ def _claim_statement(connection: Any) -> tuple[str, list[str], list[tuple[Any, l
     cached = _claim_statements[connection.alias] = (sql, [field.attname for field in fields], converters)
     return cached
 
+
+#: Returned by the claim on PostgreSQL, so that its commit does not wait for the write-ahead log to reach
+#: the disk, and only its own (``true``: local to the statement's transaction). A database server that
+#: crashes within the next fraction of a second can forget the claim: the run is then pending again, its
+#: message gone, and the periodic check sends it again (``TOM_EDUCATION_RESEND_PENDING_AFTER``), as for
+#: a lost message. The end of a run, its outputs and every submission still wait for the disk.
+ASYNCHRONOUS_COMMIT = "set_config('synchronous_commit', 'off', true)"
 
 #: The columns a claim sets besides ``attempts``, in the order of the claim statement.
 CLAIM_CHANGES = ('state', 'status', 'started', 'heartbeat', 'worker', 'node')
@@ -659,7 +685,7 @@ def _claim_returning(pk: int, attempt: int, changes: dict[str, Any]) -> Loaded |
     for index, (column, field_converters) in enumerate(converters):
         for converter in field_converters:
             values[index] = converter(values[index], column, connection)
-    last_seq, inputs, target_name = row[len(names):]
+    last_seq, inputs, target_name = row[len(names):len(names) + 3]
     return names, values, last_seq, inputs, target_name
 
 
@@ -703,7 +729,8 @@ def run_process(pk: int, attempt: int | None = None, node: str = '', soft_time_l
         logging.getLogger().removeHandler(handler)
         context.stop_new_children()
         context.stop()
-        Monitor.current().recycle_later(workdir)
+        if release_workdir(workdir) is not None:  # the run left files: emptied off its path
+            Monitor.current().recycle_later(workdir)
         process._run = None
 
 

@@ -72,13 +72,12 @@ def release_workdir(workdir: Path) -> Path | None:
 
 
 def recycle(workdir: Path) -> None:
-    """Empty a finished run's folder and keep it as a spare, or remove it when this process keeps enough.
+    """Empty a finished run's folder that ``release_workdir`` returned (the run left files in it), and
+    keep it as a spare, or remove it when this process keeps enough.
 
-    Runs off the run's path (by the process's monitor thread): the next run renames a spare instead of
-    making folders, even after a run that left files (every run with outputs does).
+    Runs off the run's path (the process's monitor thread calls it): the next run renames a spare
+    instead of making folders, even after a run that left files (every run with outputs does).
     """
-    if release_workdir(workdir) is None:
-        return  # the run left it empty: kept as it is
     for entry in (workdir.iterdir() if workdir.is_dir() else ()):
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
