@@ -114,3 +114,37 @@ def test_with_per_product_permissions_outputs_are_shared_like_their_inputs(targe
         outsider = type(user).objects.create_user('outsider')
         outsider.groups.add(teachers)
         assert list(services.visible_outputs(outsider, process)) == []
+
+
+def test_a_running_pipeline_s_lines_appear_whether_its_monitor_was_dozing_or_just_idle(target, user, monkeypatch):
+    """A run does not wake the monitor thread: one idle for less than ``IDLE_CLOSE`` finds the run within a
+    round on its own, and one in its long idle sleep (which has no end) must be woken by the run. Either
+    way the pipeline's lines are visible while it still runs, within a few flush intervals."""
+    import threading
+    import time
+
+    monkeypatch.setattr(runner.Monitor, 'IDLE_CLOSE', 1.0)
+    runner.Monitor.shutdown()
+    monitor = runner.Monitor.current()
+    script = {'steps': [{'action': 'log', 'text': 'early'}, {'action': 'sleep', 'seconds': 3.5}]}
+    for situation in ('dozing', 'just idle'):
+        process = start_without_worker(target, user, script)
+        deadline = time.monotonic() + 10
+        while monitor._dozing != (situation == 'dozing') and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert monitor._dozing == (situation == 'dozing'), f'the monitor was not {situation}'
+        running = threading.Thread(target=runner.run_process, args=(process.pk,))
+        running.start()
+        try:
+            seen = None
+            started = time.monotonic()
+            while seen is None and time.monotonic() - started < 3:
+                if PipelineLogLine.objects.filter(process=process, message='early 0').exists():
+                    seen = time.monotonic() - started
+                time.sleep(0.02)
+            assert seen is not None, f'a line logged while the monitor was {situation} was not written during the run'
+        finally:
+            running.join(timeout=30)
+        process.refresh_from_db()
+        assert process.state == ASYNC_STATUS_CREATED, process.failure_message
+    runner.Monitor.shutdown()

@@ -465,7 +465,7 @@ class Monitor:
                         continue
                     connections.close_all()
                     self._dozing = True
-                    self._changed.wait(timeout=self.IDLE_CLOSE)
+                    self._changed.wait()  # nothing to do until a run, a folder or the shutdown comes
                     self._dozing = False
                     continue
                 context = min(self._contexts, key=lambda each: each.next_round)
