@@ -84,7 +84,7 @@ def bench_target_page(fixtures: Fixtures, sizes: Sizes) -> list[Row]:
     added = (mine - theirs) / theirs
     row = Row(
         'i. target page p50: GET /targets/<pk>/ with our Pipelines tab vs without it',
-        fmt_ms(mine), fmt_ms(theirs), f'{mine / theirs:.2f}x (+{added:.0%})', 'tab adds <= 10%', added <= 0.10,
+        fmt_ms(mine), fmt_ms(theirs), f'{mine / theirs:.2f}x ({added:+.0%})', 'tab adds <= 10%', added <= 0.10,
         [
             f'{count} renders each, interleaved, after one warm-up each; the target has {PRODUCTS} products and '
             f'{PROCESSES} finished runs; "without" patches TomEducationConfig.target_detail_tabs to return []',
