@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from django.db import IntegrityError, connections, router, transaction
@@ -48,7 +49,7 @@ def end_run(process: PipelineProcess, attempt: int, state: str, lines: list[tupl
     extra = tuple(sorted(changes))
     update = [*_final_values(connection, state, failure_message, traceback_text, changes, extra),
               process.pk, ASYNC_STATUS_RUNNING, attempt]
-    statements = _statements(connection, extra)
+    statements = _statements(connection.alias, extra)
     if connection.vendor == 'postgresql':
         return _end_in_one_statement(connection, statements, update, lines, first_seq)
     with transaction.atomic(using=connection.alias, savepoint=False):
@@ -81,7 +82,7 @@ def finish(pk: int, state: str, failure_message: str = '', traceback_text: str =
     still running, may end the run: an attempt that lost its run to a newer one never writes over it.
     """
     connection = connections[router.db_for_write(PipelineProcess)]
-    statements = _statements(connection, ())
+    statements = _statements(connection.alias, ())
     params = _final_values(connection, state, failure_message, traceback_text, {}, ())
     if attempt is None:
         sql, params = statements.update_active, [*params, pk, *sorted(ACTIVE_STATES)]
@@ -140,16 +141,11 @@ class _Statements:
     pg_followed: str
 
 
-_cache: dict[tuple[str, tuple[str, ...]], _Statements] = {}
-
-
-def _statements(connection: Any, extra: tuple[str, ...]) -> _Statements:
+@cache
+def _statements(alias: str, extra: tuple[str, ...]) -> _Statements:
     """The SQL of the end setting the fields ``extra`` too, composed once per database alias (composing it
     cost more than running it)."""
-    cached = _cache.get((connection.alias, extra))
-    if cached is not None:
-        return cached
-    quote = connection.ops.quote_name
+    quote = connections[alias].ops.quote_name
     meta, log, rule = PipelineProcess._meta, PipelineLogLine._meta, PipelineRule._meta
 
     def column(model_meta: Any, name: str) -> str:
@@ -165,7 +161,7 @@ def _statements(connection: Any, extra: tuple[str, ...]) -> _Statements:
                    '{pipeline} '
                    f'AND {column(rule, "trigger")} = %s AND {column(rule, "paused")} = %s)')
     log_columns = ', '.join(column(log, name) for name in ('process', 'seq', 'created', 'level', 'message'))
-    cached = _cache[connection.alias, extra] = _Statements(
+    return _Statements(
         update=f'UPDATE {table} SET {assignments} WHERE {where}',
         followed=' RETURNING ' + rule_exists.format(pipeline=f'{table}.{column(meta, "pipeline")}'),
         update_active=f'UPDATE {table} SET {assignments} WHERE {where_active}',
@@ -176,7 +172,6 @@ def _statements(connection: Any, extra: tuple[str, ...]) -> _Statements:
         pg_lines_end=') AS given (seq, level, message))',
         pg_followed=' SELECT ' + rule_exists.format(pipeline='ended.pipeline') + ' FROM ended',
     )
-    return cached
 
 
 def supports_returning(connection: Any) -> bool:

@@ -9,7 +9,7 @@ or ``post_save`` receivers keeps the ORM's way, which sends those signals.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from functools import cache
 
 from django.db import connections, router, transaction
 from django.db.models import Field
@@ -28,7 +28,7 @@ def insert_process(process: PipelineProcess, product_ids: list[int]) -> None:
             links.objects.bulk_create([links(pipelineprocess_id=process.pk, dataproduct_id=pk) for pk in product_ids])
         return
     connection = connections[router.db_for_write(PipelineProcess)]
-    statements = _statements(connection)
+    statements = _statements(connection.alias)
     values = [field.get_db_prep_save(field.pre_save(process, True), connection) for field in statements.fields]
     if connection.vendor == 'postgresql':
         sql = statements.pg_insert
@@ -70,14 +70,10 @@ class _Statements:
     pg_select: str
 
 
-_cache: dict[str, _Statements] = {}
-
-
-def _statements(connection: Any) -> _Statements:
-    cached = _cache.get(connection.alias)
-    if cached is not None:
-        return cached
-    quote = connection.ops.quote_name
+@cache
+def _statements(alias: str) -> _Statements:
+    """The INSERT statements of ``insert_process``, composed once per database alias."""
+    quote = connections[alias].ops.quote_name
     meta = PipelineProcess._meta
     links = meta.get_field('input_files').remote_field.through._meta
     fields = [field for field in meta.local_concrete_fields if field is not meta.auto_field]
@@ -86,7 +82,7 @@ def _statements(connection: Any) -> _Statements:
     insert = f'INSERT INTO {table} ({columns}) VALUES ({", ".join(["%s"] * len(fields))})'
     link_columns = (f'{quote(links.get_field("pipelineprocess").column)}, '
                     f'{quote(links.get_field("dataproduct").column)}')
-    cached = _cache[connection.alias] = _Statements(
+    return _Statements(
         fields=fields,
         insert=insert,
         returning=f' RETURNING {pk}',
@@ -97,4 +93,3 @@ def _statements(connection: Any) -> _Statements:
         pg_links_end=') AS given (id))',
         pg_select=' SELECT id FROM new_process',
     )
-    return cached

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 import select
@@ -618,18 +619,14 @@ def named_target(process: PipelineProcess, name: str) -> Any:
 #: Claimed row, as ``(field names, values, last log seq, number of inputs, target name)``.
 Loaded = tuple[list[str], list[Any], int, int, str]
 
-#: The claim statement and the converters of its columns, built once per database connection alias.
-_claim_statements: dict[str, tuple[str, list[str], list[tuple[Any, list[Any]]]]] = {}
-
-
-def _claim_statement(connection: Any) -> tuple[str, list[str], list[tuple[Any, list[Any]]]]:
+@functools.cache
+def _claim_statement(alias: str) -> tuple[str, list[str], list[tuple[Any, list[Any]]]]:
     """``UPDATE ... RETURNING`` of the claim, the names of the returned fields and each one's converters.
 
-    Built once: composing the SQL, and going through ``raw()``, cost more than the statement itself.
+    Built once per database alias: composing the SQL, and going through ``raw()``, cost more than the
+    statement itself.
     """
-    cached = _claim_statements.get(connection.alias)
-    if cached is not None:
-        return cached
+    connection = connections[alias]
     meta = PipelineProcess._meta
     quote = connection.ops.quote_name
     table = quote(meta.db_table)
@@ -655,8 +652,7 @@ def _claim_statement(connection: Any) -> tuple[str, list[str], list[tuple[Any, l
     for field in fields:
         column = field.get_col(meta.db_table)
         converters.append((column, connection.ops.get_db_converters(column) + column.get_db_converters(connection)))
-    cached = _claim_statements[connection.alias] = (sql, [field.attname for field in fields], converters)
-    return cached
+    return sql, [field.attname for field in fields], converters
 
 
 #: Returned by the claim on PostgreSQL, so that its commit does not wait for the write-ahead log to reach
@@ -672,7 +668,7 @@ CLAIM_CHANGES = ('state', 'status', 'started', 'heartbeat', 'worker', 'node')
 
 def _claim_returning(pk: int, attempt: int, changes: dict[str, Any]) -> Loaded | None:
     connection = connections[router.db_for_write(PipelineProcess)]
-    sql, names, converters = _claim_statement(connection)
+    sql, names, converters = _claim_statement(connection.alias)
     meta = PipelineProcess._meta
     params = [meta.get_field(name).get_db_prep_save(changes[name], connection) for name in CLAIM_CHANGES]
     params += [pk, ASYNC_STATUS_PENDING, attempt - 1]

@@ -6,6 +6,7 @@ Every function that takes a ``user`` applies TOM permissions through ``targets_f
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 import uuid
@@ -255,7 +256,6 @@ def _resolve_inputs(
 
 #: What a submission reads of a product (its target's TARGET_FIELDS come with it).
 PRODUCT_FIELDS = ('pk', 'product_id', 'target', 'data')
-_product_queries: dict[str, tuple[str, list[str], list[str]]] = {}
 
 
 def _products_with_their_target(ids: list[int]) -> dict[int, DataProduct]:
@@ -265,22 +265,7 @@ def _products_with_their_target(ids: list[int]) -> dict[int, DataProduct]:
     The columns read are plain ones (ids, text, a file's name), which no backend converts.
     """
     connection = connections[router.db_for_read(DataProduct)]
-    if connection.alias not in _product_queries:
-        quote = connection.ops.quote_name
-        # in the models' order of fields, which from_db() expects of a partial row
-        product_fields = _in_model_order(DataProduct, PRODUCT_FIELDS)
-        target_fields = _in_model_order(Target, TARGET_FIELDS)
-        products, targets = quote(DataProduct._meta.db_table), quote(Target._meta.db_table)
-        columns = [f'{products}.{quote(field.column)}' for field in product_fields]
-        columns += [f'{targets}.{quote(field.column)}' for field in target_fields]
-        join = (f'{targets}.{quote(Target._meta.pk.column)} = '
-                f'{products}.{quote(DataProduct._meta.get_field("target").column)}')
-        _product_queries[connection.alias] = (
-            f'SELECT {", ".join(columns)} FROM {products} INNER JOIN {targets} ON {join} '
-            f'WHERE {products}.{quote(DataProduct._meta.pk.column)} IN ',
-            [field.attname for field in product_fields], [field.attname for field in target_fields],
-        )
-    select, product_names, target_names = _product_queries[connection.alias]
+    select, product_names, target_names = _product_query(connection.alias)
     found: dict[int, DataProduct] = {}
     cache_target = DataProduct._meta.get_field('target').set_cached_value
     with connection.cursor() as cursor:
@@ -293,6 +278,25 @@ def _products_with_their_target(ids: list[int]) -> dict[int, DataProduct]:
                 cache_target(product, Target.from_db(connection.alias, target_names, row[len(product_names):]))
                 found[product.pk] = product
     return found
+
+
+@functools.cache
+def _product_query(alias: str) -> tuple[str, list[str], list[str]]:
+    """The join's SQL up to its ``IN``, and the product's and the target's field names, once per database alias."""
+    quote = connections[alias].ops.quote_name
+    # in the models' order of fields, which from_db() expects of a partial row
+    product_fields = _in_model_order(DataProduct, PRODUCT_FIELDS)
+    target_fields = _in_model_order(Target, TARGET_FIELDS)
+    products, targets = quote(DataProduct._meta.db_table), quote(Target._meta.db_table)
+    columns = [f'{products}.{quote(field.column)}' for field in product_fields]
+    columns += [f'{targets}.{quote(field.column)}' for field in target_fields]
+    join = (f'{targets}.{quote(Target._meta.pk.column)} = '
+            f'{products}.{quote(DataProduct._meta.get_field("target").column)}')
+    return (
+        f'SELECT {", ".join(columns)} FROM {products} INNER JOIN {targets} ON {join} '
+        f'WHERE {products}.{quote(DataProduct._meta.pk.column)} IN ',
+        [field.attname for field in product_fields], [field.attname for field in target_fields],
+    )
 
 
 def _in_model_order(model: type[Model], names: Iterable[str]) -> list[Any]:
