@@ -2,6 +2,7 @@
 import re
 
 import pytest
+from celery.utils.saferepr import saferepr
 from django.test import override_settings
 from guardian.shortcuts import assign_perm
 from tom_targets.models import Target
@@ -114,6 +115,23 @@ def test_many_runs_in_the_same_second_get_distinct_rows(target, user):
         start(user=user, pipeline='Scripted', target=target, input_files=[product]) for _ in range(30)
     ]
     assert len({process.identifier for process in processes}) == 30
+
+
+@override_settings(TOM_EDUCATION_CELERY_APP='tests.unused_queue.app')
+def test_the_queued_message_shows_its_arguments_as_celery_would(target, user):
+    """Monitoring tools (Flower, ``celery inspect``) print a message's arguments from its headers: the text
+    the engine writes there itself must be the one Celery would have written."""
+    from tests.unused_queue import app
+
+    product = make_product(target, 'a.json', '{}')
+    process = start(user=user, pipeline='Scripted', target=target, input_files=[product])
+    with app.connection_for_read() as connection:
+        queue = connection.SimpleQueue(app.conf.task_default_queue, no_ack=True)
+        message = queue.get(timeout=5)
+        while message.headers['id'] != process.task_id:  # runs queued there by earlier tests
+            message = queue.get(timeout=5)
+    assert message.headers['argsrepr'] == saferepr([process.pk])
+    assert message.headers['kwargsrepr'] == saferepr({'attempt': 1})
 
 
 @override_settings(TOM_EDUCATION_CELERY_APP='tests.unreachable_broker.app')
