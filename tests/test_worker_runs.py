@@ -297,6 +297,15 @@ def test_only_the_claim_commits_without_waiting_for_the_disk(target, user):
     assert process.state == ASYNC_STATUS_RUNNING and process.attempts == 1
 
 
+def ended_process_id() -> int:
+    """The id of a process that has ended, as a killed worker process's is."""
+    import subprocess
+    import sys
+
+    ended = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True)
+    return int(ended.stdout)
+
+
 def test_cleanup_leaves_the_work_folders_of_another_tom_on_the_host_alone(tmp_path, monkeypatch, target, user):
     """Two TOMs (a site and its staging copy) on one host: each removes only its own dead runs' folders."""
     import tempfile
@@ -305,19 +314,47 @@ def test_cleanup_leaves_the_work_folders_of_another_tom_on_the_host_alone(tmp_pa
 
     monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
     process = run(target, user, {}, pipeline='Parked')
-    ours = workdirs.make_workdir(process.pk, 1)  # the process is pending: no attempt 1 runs, the folder is dead
-    theirs = tmp_path / 'tom_education-runs-0123456789ab' / f'{process.pk}-1-abcd'  # same pk, another database
+    made = workdirs.make_workdir(process.pk, 1)
+    ours = made.rename(made.with_name(f'{process.pk}-1-r{ended_process_id()}n0'))  # left by a killed process
+    theirs = tmp_path / 'tom_education-runs-0123456789ab' / ours.name  # same name, another database
     theirs.mkdir(parents=True)
     assert ours.parent != theirs.parent and ours.parent.stat().st_mode & 0o077 == 0
     assert recovery.clean_workdirs() == 1
     assert not ours.exists() and theirs.exists()
 
 
+def test_the_check_removes_a_finished_runs_folder_only_once_its_worker_process_has_ended(
+        tmp_path, monkeypatch, target, user):
+    """A finished run's folder waits for its worker process to empty it and rename it for its next run. The
+    periodic check (in another process) once removed it then because the run no longer ran, and emptied the
+    next run's folder under it: the run failed for a missing file. Whose folder it is decides, not the run."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from tom_education import recovery
+
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
+    process = run(target, user, {}, pipeline='Parked')  # never ran, like a run that has ended
+    owner = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])
+    try:
+        made = workdirs.make_workdir(process.pk, 1)
+        finished = made.rename(made.with_name(f'{process.pk}-1-r{owner.pid}n0'))
+        (finished / 'tmp' / 'photometry_light_curve.csv').write_text('mjd,mag\n')
+        spare = finished.with_name(f'spare-{owner.pid}-1')
+        spare.mkdir()
+        assert recovery.clean_workdirs() == 0
+        assert (finished / 'tmp' / 'photometry_light_curve.csv').exists() and spare.exists()
+    finally:
+        owner.kill()
+        owner.wait(timeout=10)
+    assert recovery.clean_workdirs() == 2
+    assert not finished.exists() and not spare.exists()
+
+
 def test_an_emptied_work_folder_is_reused_and_a_run_never_sees_what_another_left(tmp_path, monkeypatch):
     """A worker process keeps the folder of a finished run for its next run (a rename instead of making and
     removing two folders); what a run left in it is removed first, never handed to another run."""
-    import subprocess
-    import sys
     import tempfile
 
     from tom_education import recovery
@@ -336,13 +373,12 @@ def test_an_emptied_work_folder_is_reused_and_a_run_never_sees_what_another_left
     assert workdirs.release_workdir(second) is None, 'an empty folder is kept as a spare'
     assert not second.exists()
     third = workdirs.make_workdir(3, 1)
-    assert workdirs.WORKDIR_PATTERN.match(third.name).groups() == ('3', '1')
+    assert workdirs.WORKDIR_PATTERN.match(third.name).groups() == ('3', '1', str(os.getpid()))
     assert not os.listdir(third / 'tmp') and third.parent == second.parent
     assert [path.name for path in third.parent.iterdir()] == [third.name], 'the spare was renamed, not copied'
 
     # a pool process killed with a spare leaves it behind: the periodic check removes it, and only it
-    ended = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True)
-    orphan = third.parent / f'spare-{int(ended.stdout)}-0'
+    orphan = third.parent / f'spare-{ended_process_id()}-0'
     orphan.mkdir()
     mine = workdirs.release_workdir(third)
     assert mine is None

@@ -47,7 +47,7 @@ from tom_education.models import (
     PipelineWorker,
 )
 from tom_education.runner import HANDED_BACK, timed_out_message
-from tom_education.workdirs import WORKDIR_PATTERN, dead_spares
+from tom_education.workdirs import orphaned_folders
 
 logger = logging.getLogger(__name__)
 
@@ -204,28 +204,12 @@ def resend_lost_messages() -> int:
 
 
 def clean_workdirs(root: Path | None = None) -> int:
-    """Remove this host's work folders of attempts that are no longer running (killed runs leave them), and the
-    spare folders of worker processes that ended (see ``workdirs``)."""
-    root = root or conf.work_root()
-    found: dict[Path, tuple[int, int]] = {}
-    for path in (root.iterdir() if root.is_dir() else ()):
-        match = WORKDIR_PATTERN.match(path.name)
-        if match and path.is_dir():
-            found[path] = (int(match[1]), int(match[2]))
-    removed = 0
-    for spare in dead_spares(root):
-        shutil.rmtree(spare, ignore_errors=True)
-        removed += 1
-    if not found:
-        return removed
-    running = set(PipelineProcess.objects.filter(
-        pk__in={pk for pk, _ in found.values()}, state=ASYNC_STATUS_RUNNING,
-    ).values_list('pk', 'attempts'))
-    for path, owner in found.items():
-        if owner not in running:
-            shutil.rmtree(path, ignore_errors=True)
-            removed += 1
-    return removed
+    """Remove this host's work and spare folders whose worker process has ended (killed runs and pool
+    processes leave them; see ``workdirs``)."""
+    orphaned = orphaned_folders(root or conf.work_root())
+    for path in orphaned:
+        shutil.rmtree(path, ignore_errors=True)
+    return len(orphaned)
 
 
 def register_worker(node: str, queues: list[str]) -> None:

@@ -1,8 +1,10 @@
 """Work folders: where a run's ``tmpdir`` lives on the worker's host, and how they go away.
 
-Each attempt works in ``<work root>/<pk>-<attempt>-<suffix>/tmp`` (see :func:`conf.work_root`): the
-name tells the periodic cleanup whose folder it is, so the folders of killed runs are removed once
-their run no longer runs there.
+Each attempt works in ``<work root>/<pk>-<attempt>-r<pid>n<number>/tmp`` (see :func:`conf.work_root`),
+named after the run and the worker process that made it. The periodic cleanup removes only folders
+whose process no longer exists: a living process removes or reuses its own. Whether the run still
+runs is no guide: a finished run's folder waits to be emptied by its process, which then renames it
+for its next run, and a cleanup that removed it then would empty the next run's folder under it.
 
 Making and removing two folders costs more on a journalled filesystem than a short run spends in
 Python, so a worker process keeps the folder of a finished run as a *spare*, and renames it for its
@@ -16,16 +18,15 @@ import itertools
 import os
 import re
 import shutil
-import tempfile
 import threading
 from pathlib import Path
 
 from tom_education import conf
 
-#: Work folders are named after the process and the attempt, so the periodic cleanup can tell whose they are.
-WORKDIR_PATTERN = re.compile(r'^(\d+)-(\d+)-')
-#: Spare folders are named after the worker process that keeps them: the cleanup removes those of ended processes.
-SPARE_PATTERN = re.compile(r'^spare-(\d+)-')
+#: A work folder's name: the pipeline process, the attempt and the operating-system process running it.
+WORKDIR_PATTERN = re.compile(r'^(\d+)-(\d+)-r(\d+)n\d+$')
+#: A spare folder's name: the operating-system process that keeps it.
+SPARE_PATTERN = re.compile(r'^spare-(\d+)-\d+$')
 #: Spares a process keeps: one per run it runs at a time (a prefork pool process runs one).
 MAX_SPARES = 2
 
@@ -38,16 +39,16 @@ _numbers = itertools.count()
 def make_workdir(pk: int, attempt: int) -> Path:
     """The work folder of an attempt, with its empty ``tmp``, readable by the worker's user only."""
     root = conf.work_root()
+    workdir = root / f'{pk}-{attempt}-r{os.getpid()}n{next(_numbers)}'
     spare = _take_spare(root)
     if spare is not None:
-        workdir = root / f'{pk}-{attempt}-r{os.getpid()}n{next(_numbers)}'
         try:
             os.rename(spare, workdir)
             return workdir
         except OSError:
-            shutil.rmtree(spare, ignore_errors=True)  # removed by someone else's cleanup: make a new one
+            shutil.rmtree(spare, ignore_errors=True)  # gone or damaged: make a new one
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix=f'{pk}-{attempt}-', dir=root))
+    workdir.mkdir(mode=0o700)
     (workdir / 'tmp').mkdir()
     return workdir
 
@@ -117,14 +118,18 @@ def remove_workdirs(pk: int) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
-def dead_spares(root: Path) -> list[Path]:
-    """Spares under ``root`` kept by processes that no longer exist (killed pool processes leave theirs)."""
-    dead = []
+def orphaned_folders(root: Path) -> list[Path]:
+    """The work and spare folders under ``root`` whose process no longer exists (killed processes leave them).
+
+    A reused process id only keeps a folder until that process ends too; removing the folder of a living
+    process is what must never happen.
+    """
+    orphaned = []
     for path in (root.iterdir() if root.is_dir() else ()):
-        match = SPARE_PATTERN.match(path.name)
-        if match and not _alive(int(match[1])):
-            dead.append(path)
-    return dead
+        match = WORKDIR_PATTERN.match(path.name) or SPARE_PATTERN.match(path.name)
+        if match and not _alive(int(match[match.re.groups])):
+            orphaned.append(path)
+    return orphaned
 
 
 def _alive(pid: int) -> bool:
