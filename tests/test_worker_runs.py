@@ -206,10 +206,16 @@ def test_soft_time_limit_fails_with_timed_out(worker, target, user):
 def test_hard_time_limit_kills_and_fails_with_timed_out(worker, target, user):
     process = services.start_process(user=user, pipeline='Slow', target=target,
                                      input_files=[make_product(target, 'a.fits')], flags={'ignore_soft_limit': True})
-    wait_final(process, timeout=60)
-    assert process.state == ASYNC_STATUS_FAILED
-    assert process.failure_message.startswith('The pipeline timed out after 5 s.')
-    assert not tmpdir_of(process).parent.exists()
+    # another process of this host running a later attempt of the same run (the killed one's heartbeat stopped)
+    later_attempt = workdirs.make_workdir(process.pk, 2)
+    try:
+        wait_final(process, timeout=60)
+        assert process.state == ASYNC_STATUS_FAILED
+        assert process.failure_message.startswith('The pipeline timed out after 5 s.')
+        assert not tmpdir_of(process).parent.exists(), 'the killed attempt\'s folder is removed'
+        assert (later_attempt / 'tmp').is_dir(), 'and only its folder'
+    finally:
+        workdirs.remove_workdir(later_attempt)
 
 
 def make_lost(process, attempt=1, seconds_ago=30):

@@ -37,7 +37,7 @@ class PipelineTask(Task):
         if isinstance(exc, TimeLimitExceeded) and args:
             seconds = exc.args[0] if exc.args and isinstance(exc.args[0], (int, float)) else conf.hard_time_limit()
             attempt = (kwargs or {}).get('attempt')
-            workdirs.remove_workdirs(args[0])  # the killed child could not clean up after itself
+            workdirs.remove_workdirs(args[0], attempt)  # the killed child could not clean up after itself
             if not ending.finish(args[0], ASYNC_STATUS_FAILED, runner.timed_out_message(seconds), attempt=attempt) \
                     and attempt is not None:
                 recovery.resend_unstarted(args[0], attempt)  # killed before it even started the run

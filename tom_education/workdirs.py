@@ -111,9 +111,10 @@ def remove_spares() -> None:
         remove_workdir(spare)
 
 
-def remove_workdirs(pk: int) -> None:
-    """Remove the work folders a killed run of process ``pk`` left on this host."""
-    for leftover in conf.work_root().glob(f'{pk}-*'):
+def remove_workdirs(pk: int, attempt: int | None) -> None:
+    """Remove the work folders a killed attempt of process ``pk`` left on this host (all its attempts' when
+    the message did not say which). Another attempt may run here by now: the killed one's heartbeat stopped."""
+    for leftover in conf.work_root().glob(f'{pk}-{"*" if attempt is None else attempt}-*'):
         if WORKDIR_PATTERN.match(leftover.name):
             shutil.rmtree(leftover, ignore_errors=True)
 
